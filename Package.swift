@@ -8,14 +8,22 @@ let package = Package(
     products: [
         // Libraries other tools may embed.
         .library(name: "TabbyCore", targets: ["TabbyCore"]),
+        .library(name: "TabbyStore", targets: ["TabbyStore"]),
+        .library(name: "TabbyIPAM", targets: ["TabbyIPAM"]),
+        .library(name: "TabbyCNI", targets: ["TabbyCNI"]),
         .library(name: "TabbyCommands", targets: ["TabbyCommands"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
+        .executable(name: "tabby", targets: ["tabby"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Addresses, CIDRs, labels, selectors and the projectcalico.org/v3 resource model. No OS calls.
@@ -24,11 +32,51 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")],
             path: "Modules/TabbyCore"
         ),
+        // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
+        .target(
+            name: "TabbyStore",
+            dependencies: [
+                "TabbyCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Modules/TabbyStore"
+        ),
+        // Calico-style block IPAM on the datastore.
+        .target(
+            name: "TabbyIPAM",
+            dependencies: ["TabbyCore", "TabbyStore"],
+            path: "Modules/TabbyIPAM"
+        ),
+        // CNI spec types, verb dispatch, and the plugins (tabby-ipam today).
+        .target(
+            name: "TabbyCNI",
+            dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM"],
+            path: "Modules/TabbyCNI"
+        ),
+        .executableTarget(
+            name: "tabby",
+            dependencies: ["TabbyCNI"],
+            path: "Modules/tabby"
+        ),
+        // Fakes shared by Tests/ and IntegrationTests/.
+        .target(
+            name: "TabbyTestSupport",
+            dependencies: ["TabbyStore"],
+            path: "Modules/TabbyTestSupport"
+        ),
         // tabbyctl's commands, one subcommand per file.
         .target(
             name: "TabbyCommands",
             dependencies: [
                 "TabbyCore",
+                "TabbyStore",
+                "TabbyIPAM",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Modules/TabbyCommands"
@@ -48,15 +96,38 @@ let package = Package(
             resources: [.copy("Fixtures")]
         ),
         .testTarget(
+            name: "TabbyStoreTests",
+            dependencies: ["TabbyStore", "TabbyTestSupport", "tabby-store-helper"],
+            path: "Tests/TabbyStoreTests"
+        ),
+        .testTarget(
+            name: "TabbyIPAMTests",
+            dependencies: ["TabbyIPAM", "TabbyTestSupport"],
+            path: "Tests/TabbyIPAMTests"
+        ),
+        .testTarget(
             name: "TabbyCommandsTests",
             dependencies: ["TabbyCommands"],
             path: "Tests/TabbyCommandsTests"
         ),
-        // Runs the built executables as a user would; later: the real kernel, etcd, BIRD.
+        // Runs the built executables as a user would, against real SQLite files and a real etcd;
+        // later the real kernel and BIRD.
         .testTarget(
             name: "TabbyIntegrationTests",
-            dependencies: ["TabbyCore"],
+            dependencies: ["TabbyCore", "TabbyStore", "TabbyTestSupport"],
             path: "IntegrationTests/TabbyIntegrationTests"
+        ),
+        // The datastore benchmark (tools/bench/datastore runs it in release mode).
+        .executableTarget(
+            name: "tabby-store-bench",
+            dependencies: ["TabbyStore"],
+            path: "Benchmarks/StoreBench"
+        ),
+        // A test helper: a child process doing compare-and-swap increments or puts on one key.
+        .executableTarget(
+            name: "tabby-store-helper",
+            dependencies: ["TabbyStore"],
+            path: "IntegrationTests/StoreHelper"
         ),
     ],
     swiftLanguageModes: [.v6]

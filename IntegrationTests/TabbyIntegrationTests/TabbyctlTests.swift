@@ -1,4 +1,5 @@
 import Foundation
+import TabbyTestSupport
 import Testing
 
 /// Runs the built `tabbyctl` as a user would, and checks what it prints and how it exits.
@@ -22,28 +23,17 @@ enum BuiltTools {
             .deletingLastPathComponent()
     }
 
-    static func run(_ tool: String, _ arguments: [String], stdin: String? = nil) throws -> ToolRun {
-        let process = Process()
-        process.executableURL = binDirectory.appendingPathComponent(tool)
-        process.arguments = arguments
-        process.currentDirectoryURL = repositoryRoot
-        let output = Pipe()
-        let errors = Pipe()
-        let input = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ToolRun(
-            status: process.terminationStatus,
-            stdout: String(decoding: out, as: UTF8.self),
-            stderr: String(decoding: err, as: UTF8.self)
+    static func run(_ tool: String, _ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil)
+        throws -> ToolRun
+    {
+        let result = try ChildProcess.run(
+            binDirectory.appendingPathComponent(tool).path,
+            arguments,
+            environment: environment,
+            stdin: stdin ?? "",
+            directory: repositoryRoot.path
         )
+        return ToolRun(status: result.status, stdout: result.stdout, stderr: result.stderr)
     }
 }
 

@@ -1,7 +1,8 @@
 import ArgumentParser
 
 /// The root command: `tabbyctl <subcommand>`.
-public struct Tabbyctl: ParsableCommand {
+@available(macOS 10.15, *)
+public struct Tabbyctl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tabbyctl",
         abstract: "Manage Tabby: Kubernetes networking and network policy, Calico-compatible.",
@@ -10,10 +11,28 @@ public struct Tabbyctl: ParsableCommand {
             Namespace objects unchanged.
             """,
         version: TabbyVersion.current,
-        subcommands: [Validate.self, SelectorCommand.self]
+        subcommands: [
+            Validate.self, Create.self, Apply.self, Replace.self, Delete.self, Get.self, Label.self,
+            SelectorCommand.self,
+        ]
     )
 
     public init() {}
+
+    /// Parses the command line and runs the chosen command, async or not. (From top-level code
+    /// `await Tabbyctl.main()` resolves to ArgumentParser's synchronous entry point.)
+    public static func runFromCommandLine() async {
+        do {
+            var command = try await asyncParseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 public enum TabbyVersion {

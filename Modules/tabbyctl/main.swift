@@ -1,4 +1,4 @@
 // tabbyctl: the operator's CLI. Everything lives in TabbyCommands so tools can embed it.
 import TabbyCommands
 
-Tabbyctl.main()
+await Tabbyctl.runFromCommandLine()

@@ -190,9 +190,24 @@ public enum ManifestFormat: String, Sendable, CaseIterable {
     }
 }
 
-/// `kind: List`, for several resources in one JSON value.
+/// `kind: List` (or `<Kind>List`), for several resources in one value.
 struct ResourceList: Encodable {
     var apiVersion = ResourceKind.calicoAPIVersion
     var kind = "List"
     var items: [AnyResource]
+}
+
+extension ManifestFormat {
+    /// Resources of one kind as a `<Kind>List`, as `calicoctl get -o yaml` prints them.
+    public func renderList(kind: ResourceKind, _ resources: [AnyResource]) throws -> String {
+        let list = ResourceList(apiVersion: kind.apiVersion, kind: kind.name + "List", items: resources)
+        switch self {
+        case .yaml:
+            return try YAMLEncoder().encode(list)
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .withoutEscapingSlashes]
+            return String(decoding: try encoder.encode(list), as: UTF8.self) + "\n"
+        }
+    }
 }

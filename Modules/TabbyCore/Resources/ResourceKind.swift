@@ -64,7 +64,9 @@ public enum ResourceKind: String, CaseIterable, Sendable, Hashable {
         case .kubernetesNetworkPolicy: return "k8snetworkpolicies"
         case .kubernetesNamespace: return "namespaces"
         case .ipamConfiguration: return "ipamconfigurations"
-        default: return name.lowercased() + (name.hasSuffix("y") ? "" : "s")
+        default:
+            let lower = name.lowercased()
+            return lower.hasSuffix("y") ? lower.dropLast() + "ies" : lower + "s"
         }
     }
 

@@ -3,6 +3,11 @@ public struct ValidationProblem: Hashable, Sendable, CustomStringConvertible {
     public var path: [PathComponent]
     public var message: String
 
+    public init(path: [PathComponent], message: String) {
+        self.path = path
+        self.message = message
+    }
+
     public var description: String { "\(path.fieldPath): \(message)" }
 }
 

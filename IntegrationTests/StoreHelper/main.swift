@@ -1,0 +1,79 @@
+// A child process for TabbyStore's multi-process tests: every CNI call is its own process, so
+// the SQLite store is exercised from several processes at once.
+//
+//   tabby-store-helper increment PATH KEY COUNT   compare-and-swap +1 on KEY, COUNT times
+//   tabby-store-helper put PATH KEY VALUE          create or overwrite KEY
+//
+// PATH is a SQLite file, or `-` for the datastore the environment names (DATASTORE_TYPE,
+// TABBY_STORE, ETCD_ENDPOINTS, ...), so the same test runs against etcd.
+// Prints one line of statistics; exits 1 with the error on stderr on failure.
+import Foundation
+import TabbyStore
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("tabby-store-helper: \(message)\n".utf8))
+    exit(1)
+}
+
+func increment(_ store: any KeyValueStore, key: String, count: Int) async throws(StoreError) -> Int {
+    var conflicts = 0
+    for _ in 0..<count {
+        while true {
+            do {
+                if let current = try await store.get(key) {
+                    let value = Int(String(decoding: current.value, as: UTF8.self)) ?? 0
+                    try await store.update(
+                        key, value: Data(String(value + 1).utf8), expectedRevision: current.modRevision)
+                } else {
+                    try await store.create(key, value: Data("1".utf8))
+                }
+                break
+            } catch .conflict, .alreadyExists, .notFound {
+                conflicts += 1
+            }
+        }
+    }
+    return conflicts
+}
+
+func put(_ store: any KeyValueStore, key: String, value: String) async throws(StoreError) {
+    while true {
+        do {
+            if let current = try await store.get(key) {
+                try await store.update(key, value: Data(value.utf8), expectedRevision: current.modRevision)
+            } else {
+                try await store.create(key, value: Data(value.utf8))
+            }
+            return
+        } catch .conflict, .alreadyExists, .notFound {
+            continue
+        }
+    }
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 5 else {
+    fail("usage: tabby-store-helper increment PATH KEY COUNT | put PATH KEY VALUE")
+}
+let (command, path, key) = (arguments[1], arguments[2], arguments[3])
+let started = ContinuousClock.now
+do {
+    let store: any KeyValueStore =
+        path == "-"
+        ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
+        : try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+    switch command {
+    case "increment":
+        guard let count = Int(arguments[4]) else { fail("COUNT must be a number, got \(arguments[4])") }
+        let conflicts = try await increment(store, key: key, count: count)
+        print("increments=\(count) conflicts=\(conflicts) elapsed=\(ContinuousClock.now - started)")
+    case "put":
+        try await put(store, key: key, value: arguments[4])
+        print("put \(key)")
+    default:
+        fail("unknown command \(command)")
+    }
+    await store.close()
+} catch {
+    fail(error.description)
+}

@@ -1,0 +1,45 @@
+import Foundation
+
+/// Runs one CNI invocation: reads env and stdin, dispatches, writes the result or error JSON to
+/// stdout, and returns the exit status. Logs never go to stdout.
+public enum CNIMain {
+    public static func run(
+        program: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        stdin: Data
+    ) async -> (output: Data, status: Int32) {
+        var version = CNIVersion.latest
+        do {
+            let env = try CNIEnvironment(environment)
+            if env.command == .version {
+                let object: [String: Any] = [
+                    "cniVersion": CNIVersion.latest, "supportedVersions": CNIVersion.supported,
+                ]
+                return (try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), 0)
+            }
+            let config = try NetworkConfig(data: stdin)
+            version = config.cniVersion
+            try CNIVersion.check(config.cniVersion)
+            if ["GC", "STATUS"].contains(env.command.rawValue),
+                config.cniVersion.hasPrefix("0.") || config.cniVersion == "1.0.0"
+            {
+                throw CNIError.incompatibleVersion(
+                    "\(env.command.rawValue) needs cniVersion 1.1.0 (the config says \(config.cniVersion))")
+            }
+            switch program {
+            case "tabby-ipam":
+                let output = try await IPAMPlugin(environment: env, config: config).run()
+                return (output ?? Data(), 0)
+            default:
+                throw CNIError(
+                    code: 100,
+                    "the tabby network plugin is not in this build yet; use tabby-ipam as the IPAM plugin of another CNI plugin (e.g. bridge)"
+                )
+            }
+        } catch let error as CNIError {
+            return (error.json(cniVersion: version), 1)
+        } catch {
+            return (CNIError.ioFailure("\(error)").json(cniVersion: version), 1)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import GRDB
+
+/// The database layout, recorded in `PRAGMA user_version` and marked as Tabby's with
+/// `PRAGMA application_id`.
+///
+/// - `meta`: one row (`id` = 1) with the store's current `revision` and `compacted_revision`
+///   (history at and below it is gone).
+/// - `kv`: the current keys, with `create_revision` and `mod_revision`.
+/// - `log`: one row per write, keyed by its revision: `type` is `put` or `delete`, `value` the new
+///   value (NULL for a delete), `create_revision` the key's creation revision, and `prev_*` the
+///   key's previous value and revisions (NULL when the key was created), so watchers can report
+///   `previous` without reading `kv`.
+enum SQLiteSchema {
+    /// The schema this code reads and writes. Bump it, and add a migration, when the layout changes.
+    static let version = 1
+    /// "TABB": tells a Tabby datastore from another program's SQLite file.
+    static let applicationID = 0x5441_4242
+
+    private static let createStatements = """
+        CREATE TABLE IF NOT EXISTS meta (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            revision INTEGER NOT NULL,
+            compacted_revision INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO meta (id, revision, compacted_revision) VALUES (1, 0, 0);
+        CREATE TABLE IF NOT EXISTS kv (
+            key TEXT NOT NULL PRIMARY KEY,
+            value BLOB NOT NULL,
+            create_revision INTEGER NOT NULL,
+            mod_revision INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS log (
+            revision INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,
+            type TEXT NOT NULL CHECK (type IN ('put', 'delete')),
+            value BLOB,
+            create_revision INTEGER NOT NULL,
+            prev_value BLOB,
+            prev_create_revision INTEGER,
+            prev_mod_revision INTEGER
+        );
+        """
+
+    private enum State {
+        case ready
+        case needsCreation
+    }
+
+    /// Creates the schema on a new file, or checks an existing one. Safe when several processes
+    /// open a new file at once: creation happens in one IMMEDIATE transaction that re-checks the
+    /// version, so the first process creates and the others find it done. Never modifies a file
+    /// that holds something else.
+    static func prepare(_ pool: DatabasePool, path: String) throws {
+        // Fast path (every CNI call opens the store): a read, no write lock.
+        let state = try pool.read { db in try check(db, path: path) }
+        if case .ready = state { return }
+        try pool.write { db in
+            guard case .needsCreation = try check(db, path: path) else { return }
+            let foreignTables =
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'") ?? 0
+            if foreignTables > 0 {
+                throw SQLiteErrorMapping.corrupted(
+                    path: path,
+                    detail: "it is an SQLite database, but it holds \(foreignTables) tables or indexes that are not "
+                        + "Tabby's")
+            }
+            try db.execute(sql: createStatements)
+            try db.execute(sql: "PRAGMA application_id = \(applicationID)")
+            try db.execute(sql: "PRAGMA user_version = \(version)")
+        }
+    }
+
+    /// Looks at the file header before GRDB opens the file for writing (which switches it to WAL
+    /// mode), so that another program's SQLite database, or one from a newer Tabby, is refused
+    /// without being modified. Files that are not SQLite at all are left to SQLite, which refuses
+    /// them (SQLITE_NOTADB) before writing anything.
+    static func checkHeader(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? handle.close() }
+        guard let header = try handle.read(upToCount: 100), header.count == 100,
+            header.prefix(16) == Data("SQLite format 3\u{0}".utf8)
+        else { return }
+        func bigEndian(at offset: Int) -> Int {
+            header[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+        }
+        // The header in the main file may lag the WAL, but only ever shows 0/0 for a Tabby file
+        // whose schema is not checkpointed yet.
+        let foundID = Int(Int32(truncatingIfNeeded: bigEndian(at: 68)))
+        let foundVersion = bigEndian(at: 60)
+        if foundID != 0 && foundID != applicationID {
+            throw SQLiteErrorMapping.corrupted(
+                path: path, detail: "it is an SQLite database of another program (application_id \(foundID))")
+        }
+        if foundID == applicationID && foundVersion > version {
+            throw newerVersion(path: path, found: foundVersion)
+        }
+        if foundID == 0 && foundVersion != 0 {
+            throw SQLiteErrorMapping.corrupted(
+                path: path, detail: "it is an SQLite database of another program (user_version \(foundVersion))")
+        }
+        // Tabby only writes WAL-mode files (header byte 18 = 2). A rollback-journal file may be an
+        // empty database (fine to adopt) or another program's: look without writing.
+        if foundID == 0 && header[18] == 1 {
+            var readOnly = Configuration()
+            readOnly.readonly = true
+            let queue = try DatabaseQueue(path: path, configuration: readOnly)
+            defer { try? queue.close() }
+            let tables = try queue.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'") ?? 0
+            }
+            if tables > 0 {
+                throw SQLiteErrorMapping.corrupted(
+                    path: path,
+                    detail: "it is an SQLite database, but it holds \(tables) tables or indexes that are not Tabby's")
+            }
+        }
+    }
+
+    private static func newerVersion(path: String, found: Int) -> StoreError {
+        .unavailable(
+            store: path,
+            reason: "\(path) was written by a newer Tabby (schema version \(found); this Tabby understands up to "
+                + "\(version)); upgrade Tabby on this node, or point --store elsewhere")
+    }
+
+    private static func check(_ db: Database, path: String) throws -> State {
+        let foundVersion = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+        let foundID = try Int.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+        if foundID != 0 && foundID != applicationID {
+            throw SQLiteErrorMapping.corrupted(
+                path: path,
+                detail: "it is an SQLite database of another program (application_id \(foundID))")
+        }
+        if foundVersion == 0 && foundID == 0 { return .needsCreation }
+        if foundVersion > version {
+            throw newerVersion(path: path, found: foundVersion)
+        }
+        if foundVersion == version && foundID == applicationID { return .ready }
+        throw SQLiteErrorMapping.corrupted(
+            path: path,
+            detail: "unexpected schema version \(foundVersion) with application_id \(foundID)")
+    }
+}

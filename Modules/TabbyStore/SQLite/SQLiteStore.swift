@@ -1,0 +1,325 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// The embedded datastore: one SQLite file in WAL mode, shared by every Tabby process on the node
+/// (each CNI call is its own process).
+///
+/// Every write is one IMMEDIATE transaction (SQLite's file lock serialises writers across
+/// processes; a writer waits up to `busyTimeout` for it) that reads the store revision, bumps it,
+/// and writes the key and a change-log row. Watches poll the change log, so they see writes from
+/// every process. See `SQLiteSchema` for the layout.
+public final class SQLiteStore: KeyValueStore {
+    public let configuration: SQLiteStoreConfiguration
+
+    public var name: String { configuration.path }
+
+    private struct State {
+        /// nil once closed.
+        var pool: DatabasePool?
+        var watches: [UInt64: Task<Void, Never>] = [:]
+        var nextWatchID: UInt64 = 0
+    }
+
+    /// The `state` lock guards the connection pool (nil after `close()`) and the running watch
+    /// tasks. Never held across an await or a database access.
+    private let state: Mutex<State>
+
+    /// Opens (creating when missing) the datastore file at `configuration.path`.
+    public init(configuration: SQLiteStoreConfiguration) throws(StoreError) {
+        try configuration.validate()
+        let path = configuration.path
+        try SQLiteFiles.prepare(path: path)
+
+        var grdbConfiguration = Configuration()
+        grdbConfiguration.busyMode = .timeout(configuration.busyTimeoutSeconds)
+        grdbConfiguration.maximumReaderCount = 4
+        grdbConfiguration.label = "TabbyStore"
+        let pool: DatabasePool
+        do {
+            try SQLiteSchema.checkHeader(path: path)
+            pool = try DatabasePool(path: path, configuration: grdbConfiguration)
+        } catch {
+            throw SQLiteErrorMapping.storeError(error, path: path, busyTimeout: configuration.busyTimeout)
+        }
+        do {
+            // GRDB picks synchronous=NORMAL for WAL, which may lose the last commits on power loss;
+            // a committed write must survive, so sync the WAL on every commit.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            try SQLiteSchema.prepare(pool, path: path)
+        } catch {
+            try? pool.close()
+            throw SQLiteErrorMapping.storeError(error, path: path, busyTimeout: configuration.busyTimeout)
+        }
+        self.configuration = configuration
+        self.state = Mutex(State(pool: pool))
+    }
+
+    deinit {
+        let tasks = state.withLock { Array($0.watches.values) }
+        for task in tasks { task.cancel() }
+    }
+
+    // MARK: - Reads
+
+    public func get(_ key: String) async throws(StoreError) -> KeyValue? {
+        try await read { db in try Self.fetchKeyValue(db, key: key) }
+    }
+
+    public func list(prefix: String) async throws(StoreError) -> (items: [KeyValue], revision: Revision) {
+        let path = name
+        let range = SQLiteKeyRange(prefix: prefix)
+        let result = try await read { db in
+            let meta = try Self.fetchMeta(db, path: path)
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT key, value, create_revision, mod_revision FROM kv WHERE \(range.condition) ORDER BY key",
+                arguments: range.arguments)
+            let items = rows.map { row in
+                KeyValue(
+                    key: row["key"], value: row["value"], createRevision: row["create_revision"],
+                    modRevision: row["mod_revision"])
+            }
+            return ListResult(items: items, revision: meta.revision)
+        }
+        return (result.items, result.revision)
+    }
+
+    public func currentRevision() async throws(StoreError) -> Revision {
+        let path = name
+        return try await read { db in try Self.fetchMeta(db, path: path).revision }
+    }
+
+    // MARK: - Writes
+
+    @discardableResult
+    public func create(_ key: String, value: Data) async throws(StoreError) -> KeyValue {
+        let path = name
+        let retention = Revision(configuration.historyRetention)
+        return try await write { db in
+            if try Self.fetchKeyValue(db, key: key) != nil {
+                throw StoreError.alreadyExists(key: key)
+            }
+            let meta = try Self.fetchMeta(db, path: path)
+            let revision = meta.revision + 1
+            try db.execute(
+                sql: "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)",
+                arguments: [key, value, revision, revision])
+            try db.execute(
+                sql: "INSERT INTO log (revision, key, type, value, create_revision) VALUES (?, ?, 'put', ?, ?)",
+                arguments: [revision, key, value, revision])
+            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
+            return KeyValue(key: key, value: value, createRevision: revision, modRevision: revision)
+        }
+    }
+
+    @discardableResult
+    public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
+        let path = name
+        let retention = Revision(configuration.historyRetention)
+        return try await write { db in
+            guard let existing = try Self.fetchKeyValue(db, key: key) else {
+                throw StoreError.notFound(key: key)
+            }
+            guard existing.modRevision == expectedRevision else {
+                throw StoreError.conflict(
+                    key: key, expectedRevision: expectedRevision, actualRevision: existing.modRevision)
+            }
+            let meta = try Self.fetchMeta(db, path: path)
+            let revision = meta.revision + 1
+            try db.execute(
+                sql: "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", arguments: [value, revision, key])
+            try db.execute(
+                sql: """
+                    INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
+                        prev_mod_revision)
+                    VALUES (?, ?, 'put', ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    revision, key, value, existing.createRevision, existing.value, existing.createRevision,
+                    existing.modRevision,
+                ])
+            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
+            return KeyValue(key: key, value: value, createRevision: existing.createRevision, modRevision: revision)
+        }
+    }
+
+    @discardableResult
+    public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
+        let path = name
+        let retention = Revision(configuration.historyRetention)
+        return try await write { db in
+            guard let existing = try Self.fetchKeyValue(db, key: key) else {
+                throw StoreError.notFound(key: key)
+            }
+            if let expectedRevision, existing.modRevision != expectedRevision {
+                throw StoreError.conflict(
+                    key: key, expectedRevision: expectedRevision, actualRevision: existing.modRevision)
+            }
+            let meta = try Self.fetchMeta(db, path: path)
+            let revision = meta.revision + 1
+            try db.execute(sql: "DELETE FROM kv WHERE key = ?", arguments: [key])
+            try db.execute(
+                sql: """
+                    INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
+                        prev_mod_revision)
+                    VALUES (?, ?, 'delete', NULL, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    revision, key, existing.createRevision, existing.value, existing.createRevision,
+                    existing.modRevision,
+                ])
+            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
+            return existing
+        }
+    }
+
+    public func compact(through revision: Revision) async throws(StoreError) {
+        let path = name
+        try await write { db in
+            let meta = try Self.fetchMeta(db, path: path)
+            if revision > meta.revision {
+                throw StoreError.backend(
+                    store: path,
+                    reason: "cannot compact through revision \(revision): the store is only at revision "
+                        + "\(meta.revision)")
+            }
+            guard revision > meta.compactedRevision else { return }
+            try db.execute(sql: "DELETE FROM log WHERE revision <= ?", arguments: [revision])
+            try db.execute(sql: "UPDATE meta SET compacted_revision = ? WHERE id = 1", arguments: [revision])
+        }
+    }
+
+    // MARK: - Watch
+
+    public func watch(prefix: String, after revision: Revision) -> AsyncThrowingStream<WatchEvent, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<WatchEvent, any Error>.makeStream()
+        let id = state.withLock { state in
+            state.nextWatchID += 1
+            return state.nextWatchID
+        }
+        // Set before the task exists, so a termination from either side always finds it.
+        continuation.onTermination = { [weak self] _ in self?.stopWatch(id) }
+        let poller = SQLiteWatchPoller(
+            range: SQLiteKeyRange(prefix: prefix), pollInterval: configuration.watchPollInterval, path: name,
+            busyTimeout: configuration.busyTimeout)
+        let started = state.withLock { state -> Bool in
+            guard let pool = state.pool else { return false }
+            state.watches[id] = Task {
+                await poller.run(pool: pool, after: revision, continuation: continuation)
+            }
+            return true
+        }
+        if !started {
+            continuation.finish(throwing: closedError)
+        }
+        return stream
+    }
+
+    private func stopWatch(_ id: UInt64) {
+        let task = state.withLock { $0.watches.removeValue(forKey: id) }
+        task?.cancel()
+    }
+
+    // MARK: - Close
+
+    public func close() async {
+        let (pool, tasks) = state.withLock { state in
+            let taken = (state.pool, Array(state.watches.values))
+            state.pool = nil
+            state.watches = [:]
+            return taken
+        }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
+        guard let pool else { return }
+        // Close the readers first (releaseMemory waits for reads in flight), so that the writer is
+        // this process's last connection: when no other process has the file open, closing it
+        // checkpoints the WAL into the database file and removes the -wal file. On failure GRDB
+        // leaves the pool usable; it closes when released.
+        // Both calls block until reads in flight finish, and an async read only gives its
+        // connection back on a Swift concurrency thread: run them on a Dispatch thread, never on
+        // the cooperative pool, which they could otherwise starve into a deadlock.
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                pool.releaseMemory()
+                try? pool.close()
+                continuation.resume()
+            }
+        }
+    }
+
+    // MARK: - Helpers
+
+    private var closedError: StoreError {
+        .unavailable(store: name, reason: "the store \(name) has been closed; open it again")
+    }
+
+    private func currentPool() throws(StoreError) -> DatabasePool {
+        guard let pool = state.withLock({ $0.pool }) else { throw closedError }
+        return pool
+    }
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+        let pool = try currentPool()
+        do {
+            return try await pool.read(body)
+        } catch {
+            throw SQLiteErrorMapping.storeError(error, path: name, busyTimeout: configuration.busyTimeout)
+        }
+    }
+
+    /// Runs `body` in one IMMEDIATE transaction: it holds the write lock of every process from its
+    /// first read to its commit, so read-bump-write is atomic across processes.
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
+        let pool = try currentPool()
+        do {
+            return try await pool.write(body)
+        } catch {
+            throw SQLiteErrorMapping.storeError(error, path: name, busyTimeout: configuration.busyTimeout)
+        }
+    }
+
+    static func fetchMeta(_ db: Database, path: String) throws -> SQLiteMeta {
+        guard let row = try Row.fetchOne(db, sql: "SELECT revision, compacted_revision FROM meta WHERE id = 1") else {
+            throw StoreError.corrupted(
+                store: path,
+                reason: "\(path) has no revision row (table meta is empty); restore it from a backup or move it away")
+        }
+        return SQLiteMeta(revision: row["revision"], compactedRevision: row["compacted_revision"])
+    }
+
+    private static func fetchKeyValue(_ db: Database, key: String) throws -> KeyValue? {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT value, create_revision, mod_revision FROM kv WHERE key = ?", arguments: [key])
+        else { return nil }
+        return KeyValue(
+            key: key, value: row["value"], createRevision: row["create_revision"], modRevision: row["mod_revision"])
+    }
+
+    /// Records `revision` as the store revision and, once history exceeds the retention by a
+    /// tenth of it (so the cost is amortised over many writes), compacts it back to the retention.
+    private static func commitRevision(_ db: Database, revision: Revision, meta: SQLiteMeta, retention: Revision) throws
+    {
+        var compacted = meta.compactedRevision
+        let batch = max(1, retention / 10)
+        if revision - compacted - retention >= batch {
+            compacted = revision - retention
+            try db.execute(sql: "DELETE FROM log WHERE revision <= ?", arguments: [compacted])
+        }
+        try db.execute(
+            sql: "UPDATE meta SET revision = ?, compacted_revision = ? WHERE id = 1", arguments: [revision, compacted])
+    }
+}
+
+/// The `meta` row.
+struct SQLiteMeta: Sendable {
+    var revision: Revision
+    var compactedRevision: Revision
+}
+
+private struct ListResult: Sendable {
+    var items: [KeyValue]
+    var revision: Revision
+}
