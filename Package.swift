@@ -114,7 +114,7 @@ let package = Package(
         // later the real kernel and BIRD.
         .testTarget(
             name: "TabbyIntegrationTests",
-            dependencies: ["TabbyCore", "TabbyStore", "TabbyTestSupport"],
+            dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport"],
             path: "IntegrationTests/TabbyIntegrationTests"
         ),
         // The datastore benchmark (tools/bench/datastore runs it in release mode).
@@ -123,10 +123,16 @@ let package = Package(
             dependencies: ["TabbyStore"],
             path: "Benchmarks/StoreBench"
         ),
+        // The IPAM plugin benchmark against host-local (tools/bench/ipam runs it).
+        .executableTarget(
+            name: "tabby-ipam-bench",
+            dependencies: ["TabbyTestSupport"],
+            path: "Benchmarks/IPAMBench"
+        ),
         // A test helper: a child process doing compare-and-swap increments or puts on one key.
         .executableTarget(
             name: "tabby-store-helper",
-            dependencies: ["TabbyStore"],
+            dependencies: ["TabbyStore", "TabbyIPAM"],
             path: "IntegrationTests/StoreHelper"
         ),
     ],

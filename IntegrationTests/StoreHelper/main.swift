@@ -3,11 +3,15 @@
 //
 //   tabby-store-helper increment PATH KEY COUNT   compare-and-swap +1 on KEY, COUNT times
 //   tabby-store-helper put PATH KEY VALUE          create or overwrite KEY
+//   tabby-store-helper allocate PATH NODE COUNT HANDLE_PREFIX
+//                                                  COUNT IPAM assignments of one address each,
+//                                                  handles HANDLE_PREFIX-0..., printing each address
 //
 // PATH is a SQLite file, or `-` for the datastore the environment names (DATASTORE_TYPE,
 // TABBY_STORE, ETCD_ENDPOINTS, ...), so the same test runs against etcd.
 // Prints one line of statistics; exits 1 with the error on stderr on failure.
 import Foundation
+import TabbyIPAM
 import TabbyStore
 
 func fail(_ message: String) -> Never {
@@ -51,9 +55,37 @@ func put(_ store: any KeyValueStore, key: String, value: String) async throws(St
     }
 }
 
+/// One address per assignment, as one CNI ADD each; prints each as soon as it is assigned, so a
+/// test that kills this process knows what it got.
+func allocate(_ store: any KeyValueStore, node: String, count: Int, prefix: String) async throws {
+    let ipam = IPAM(store: store)
+    for index in 0..<count {
+        let assigned = try await ipam.assign(
+            AssignmentRequest(handleID: "\(prefix)-\(index)", node: node, containerID: "\(prefix)-\(index)"))
+        // Unbuffered: a test that kills this process must see every address already assigned.
+        for assignment in assigned { FileHandle.standardOutput.write(Data("\(assignment.address)\n".utf8)) }
+    }
+}
+
 let arguments = CommandLine.arguments
+if arguments.count == 6 && arguments[1] == "allocate" {
+    guard let count = Int(arguments[4]) else { fail("COUNT must be a number, got \(arguments[4])") }
+    do {
+        let store: any KeyValueStore =
+            arguments[2] == "-"
+            ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
+            : try SQLiteStore(configuration: SQLiteStoreConfiguration(path: arguments[2]))
+        try await allocate(store, node: arguments[3], count: count, prefix: arguments[5])
+        await store.close()
+        exit(0)
+    } catch {
+        fail("\(error)")
+    }
+}
 guard arguments.count == 5 else {
-    fail("usage: tabby-store-helper increment PATH KEY COUNT | put PATH KEY VALUE")
+    fail(
+        "usage: tabby-store-helper increment PATH KEY COUNT | put PATH KEY VALUE | allocate PATH NODE COUNT HANDLE_PREFIX"
+    )
 }
 let (command, path, key) = (arguments[1], arguments[2], arguments[3])
 let started = ContinuousClock.now

@@ -167,7 +167,24 @@ public struct IPAM: Sendable {
                 onlyAffinity: request.node)
         }
 
-        // 3. Borrow from other nodes' blocks.
+        // 3. Before borrowing, look again at the node's own blocks: sibling processes (other CNI
+        // calls on this node) may have claimed blocks since we read the affinities, and those
+        // may have room. Blocks only fill up meanwhile, so after this pass every own block that
+        // had room has been used, and borrowing takes only what the node really cannot hold.
+        if assigned.count < count {
+            let fresh = try await self.affinities(node: request.node, family: family)
+            for affinity in fresh
+            where affinity.state == .confirmed && inPools(affinity.cidr) != nil && !affineBlocks.contains(affinity.cidr)
+            {
+                guard assigned.count < count else { break }
+                affineBlocks.append(affinity.cidr)
+                assigned += try await assign(
+                    count: count - assigned.count, in: affinity.cidr, owner: owner, pools: pools, context: context,
+                    onlyAffinity: request.node)
+            }
+        }
+
+        // 4. Borrow from other nodes' blocks.
         if assigned.count < count && !context.configuration.strictAffinity {
             let listing = try await list(prefix: IPAMKeys.blocks(family))
             for kv in listing {
@@ -249,10 +266,14 @@ public struct IPAM: Sendable {
                 if context.reserved.contains(where: { $0.contains(candidate) }) { continue }
                 let affinityKey = IPAMKeys.affinity(node: node, cidr: candidate)
                 let pending = BlockAffinity(node: node, cidr: candidate, state: .pending)
+                let ours: Revision
                 do {
-                    try await store.create(affinityKey, value: JSONCoding.encode(pending))
+                    ours = try await store.create(affinityKey, value: JSONCoding.encode(pending)).modRevision
                 } catch .alreadyExists(_) {
-                    // Left by an earlier attempt of ours: go on and finish the claim.
+                    // Another process of this node is claiming this very block (or a crashed
+                    // claim left its pending affinity, which ipam check reports): never touch a
+                    // claim that is not ours; look for another block.
+                    return .some(nil)
                 } catch {
                     throw .store(error)
                 }
@@ -260,7 +281,8 @@ public struct IPAM: Sendable {
                 do {
                     try await store.create(IPAMKeys.block(candidate), value: JSONCoding.encode(block))
                 } catch .alreadyExists(_) {
-                    _ = try? await store.delete(affinityKey, expectedRevision: nil)
+                    // Another node won the block: withdraw our own pending claim, and only ours.
+                    _ = try? await store.delete(affinityKey, expectedRevision: ours)
                     return .some(nil)
                 } catch {
                     throw .store(error)

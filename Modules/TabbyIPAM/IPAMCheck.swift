@@ -152,11 +152,15 @@ extension IPAM {
                         node: affinity.node, cidr: affinity.cidr.description, state: affinity.state.rawValue,
                         reason: "node \(affinity.node) does not exist")
                 )
-            } else if !blockCIDRs.contains(affinity.cidr) && affinity.state == .confirmed {
+            } else if !blockCIDRs.contains(affinity.cidr) {
+                let reason =
+                    affinity.state == .pending
+                    ? "a claim that never created its block (a crashed allocator, or one in progress)"
+                    : "the block does not exist"
                 report.orphanAffinities.append(
                     .init(
                         node: affinity.node, cidr: affinity.cidr.description, state: affinity.state.rawValue,
-                        reason: "the block does not exist")
+                        reason: reason)
                 )
             }
         }

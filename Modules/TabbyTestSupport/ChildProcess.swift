@@ -18,6 +18,7 @@ public struct ChildProcess: Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     public let pid: pid_t
