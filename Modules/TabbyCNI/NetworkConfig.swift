@@ -67,8 +67,12 @@ public struct NetworkConfig: @unchecked Sendable {
         return nil
     }
 
-    /// The datastore keys (`datastore_type`, `etcd_endpoints`, ...).
-    public func datastore() throws(CNIError) -> DatastoreConfiguration {
+    /// The datastore keys (`datastore_type`, `etcd_endpoints`, ...). A config without any of
+    /// them uses the environment the runtime passes (`DATASTORE_TYPE`, `TABBY_STORE`,
+    /// `ETCD_ENDPOINTS`, ...), then the default embedded store.
+    public func datastore(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CNIError)
+        -> DatastoreConfiguration
+    {
         var settings: [String: String] = [:]
         for key in [
             "datastore_type", "datastore_path", "etcd_endpoints", "etcd_ca_cert_file", "etcd_cert_file",
@@ -78,6 +82,7 @@ public struct NetworkConfig: @unchecked Sendable {
             if let value = try string(key) { settings[key] = value }
         }
         do {
+            if settings.isEmpty { return try DatastoreConfiguration.fromEnvironment(environment) }
             return try DatastoreConfiguration.fromCNIConfig(settings)
         } catch {
             throw .invalidConfig(error.description)

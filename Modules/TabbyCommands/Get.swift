@@ -95,13 +95,7 @@ struct ResourceTable {
             row += extra.map { $0.1(resource) }
             rows.append(row)
         }
-        var widths = Array(repeating: 0, count: headers.count)
-        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
-        return rows.map { row in
-            row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 3, withPad: " ", startingAt: 0)
-            }.joined()
-        }.joined(separator: "\n") + "\n"
+        return table(rows) + "\n"
     }
 
     typealias Column = (String, @Sendable (AnyResource) -> String)
