@@ -48,7 +48,7 @@ struct IPAMProcessTests {
         }
         var addresses: [String] = []
         for child in children {
-            let result = child.wait()
+            let result = await child.finished()
             #expect(result.status == 0, "\(result.stderr)")
             addresses += result.stdout.split(separator: "\n").map(String.init)
         }
@@ -98,7 +98,7 @@ struct IPAMProcessTests {
             if try await ipam.usage().first?.allocated ?? 0 >= 25 { break }
         }
         kill(child.pid, SIGKILL)
-        let result = child.wait()
+        let result = await child.finished()
         #expect(result.status == 128 + SIGKILL)
         let printed = Set(result.stdout.split(separator: "\n").map(String.init))
         #expect(printed.count >= 20)

@@ -44,7 +44,7 @@ struct StoreProcessTests {
             )
         }
         for child in children {
-            let result = child.wait()
+            let result = await child.finished()
             #expect(result.status == 0, "\(result.stderr)")
         }
         let store = try DatastoreConfiguration.fromEnvironment(env).makeStore()

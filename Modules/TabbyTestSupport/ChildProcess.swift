@@ -72,6 +72,15 @@ public struct ChildProcess: Sendable {
         return Result(status: exit, stdout: stdout, stderr: stderr)
     }
 
+    /// Waits without holding one of Swift concurrency's few threads: waitpid runs on a thread of
+    /// its own. Async tests must use this (a test blocked for minutes in `wait()` starves every
+    /// other test of the cooperative pool, which has one thread per core).
+    public func finished() async -> Result {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: self.wait()) }
+        }
+    }
+
     /// Runs to completion.
     public static func run(
         _ executable: String,

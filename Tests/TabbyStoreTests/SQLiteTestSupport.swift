@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import TabbyStore
+import TabbyTestSupport
 import Testing
 
 /// Temporary directories, stores and watch helpers for the SQLite store tests.
@@ -83,24 +84,8 @@ enum SQLiteTestSupport {
     /// Runs the `tabby-store-helper` executable and returns its standard output.
     static func runHelper(_ arguments: [String]) async throws -> String {
         let helper = try #require(helperURL(), "build the tabby-store-helper executable (swift build) before testing")
-        let process = Process()
-        process.executableURL = helper
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        let status: Int32 = await withCheckedContinuation { continuation in
-            process.terminationHandler = { finished in continuation.resume(returning: finished.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(returning: -1)
-            }
-        }
-        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let result = await (try ChildProcess.spawn(helper.path, arguments)).finished()
+        let (status, stdout, stderr) = (result.status, result.stdout, result.stderr)
         #expect(status == 0, "tabby-store-helper \(arguments.joined(separator: " ")) failed: \(stderr)")
         return stdout
     }
@@ -132,12 +117,8 @@ enum SQLiteTestSupport {
 
     /// Runs `sqlite3 path sql` to completion.
     static func runSQLite3(_ path: String, _ sql: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(sqlite3))
-        process.arguments = [path, sql]
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "sqlite3 \(sql) failed")
+        let result = try ChildProcess.run(try #require(sqlite3), [path, sql])
+        #expect(result.status == 0, "sqlite3 \(sql) failed: \(result.stderr)")
     }
 
     /// Permission bits of `path`.
