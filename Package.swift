@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TabbyIPAM", targets: ["TabbyIPAM"]),
         .library(name: "TabbyCNI", targets: ["TabbyCNI"]),
         .library(name: "TabbyCommands", targets: ["TabbyCommands"]),
+        .library(name: "TabbyPolicy", targets: ["TabbyPolicy"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
@@ -32,6 +33,8 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")],
             path: "Modules/TabbyCore"
         ),
+        // Policy resolution, compilation to the dataplane-neutral IR, and the reference evaluator.
+        .target(name: "TabbyPolicy", dependencies: ["TabbyCore"], path: "Modules/TabbyPolicy"),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
         .target(
             name: "TabbyStore",
@@ -94,6 +97,11 @@ let package = Package(
             ],
             path: "Tests/TabbyCoreTests",
             resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "TabbyPolicyTests",
+            dependencies: ["TabbyPolicy"],
+            path: "Tests/TabbyPolicyTests"
         ),
         .testTarget(
             name: "TabbyStoreTests",

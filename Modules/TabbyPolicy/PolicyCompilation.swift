@@ -1,0 +1,390 @@
+import TabbyCore
+
+/// A Calico NetworkPolicy or GlobalNetworkPolicy reduced to what resolution needs, its
+/// selectors parsed and scoped as Calico's backend scopes them.
+public struct ResolvedPolicy: Hashable, Sendable {
+    public var id: PolicyID
+    public var tier: String
+    public var order: Double?
+    /// The policy's namespace; nil for a GlobalNetworkPolicy.
+    public var namespace: String?
+    public var types: [PolicyType]
+    public var ingress: [Rule]
+    public var egress: [Rule]
+    /// Which endpoints it applies to: its selector, ANDed with `projectcalico.org/namespace ==
+    /// <ns>` for a namespaced policy, or with the prefixed `namespaceSelector` for a global one.
+    /// Nil when a selector does not parse (the policy then selects nothing; see `problem`).
+    public var endpointSelector: Selector?
+    public var problem: String?
+
+    public init(_ policy: NetworkPolicy) {
+        var policy = policy
+        policy.applyDefaults()
+        let namespace = policy.metadata.namespace ?? "default"
+        id = PolicyID(namespace: namespace, name: policy.metadata.name)
+        tier = policy.spec.tier ?? "default"
+        order = policy.spec.order
+        self.namespace = namespace
+        types = policy.spec.types ?? []
+        ingress = policy.spec.ingress ?? []
+        egress = policy.spec.egress ?? []
+        do {
+            let selector = try Selector.parse(policy.spec.selector ?? "")
+            endpointSelector = Selector(expression: .and([namespaceEquals(namespace), selector.expression]))
+        } catch {
+            problem = "selector: \(error)"
+        }
+        if !(policy.spec.serviceAccountSelector ?? "").isEmpty {
+            problem = "serviceAccountSelector is not supported yet"
+        }
+    }
+
+    public init(_ policy: GlobalNetworkPolicy) {
+        var policy = policy
+        policy.applyDefaults()
+        id = PolicyID(namespace: nil, name: policy.metadata.name)
+        tier = policy.spec.tier ?? "default"
+        order = policy.spec.order
+        namespace = nil
+        types = policy.spec.types ?? []
+        ingress = policy.spec.ingress ?? []
+        egress = policy.spec.egress ?? []
+        do {
+            let selector = try Selector.parse(policy.spec.selector ?? "")
+            if let text = policy.spec.namespaceSelector, !text.isEmpty {
+                let namespaces = try Selector.parse(text)
+                endpointSelector = Selector(
+                    expression: .and([namespaceSelectorExpression(namespaces), selector.expression]))
+            } else {
+                endpointSelector = selector
+            }
+        } catch {
+            problem = "selector: \(error)"
+        }
+        if !(policy.spec.serviceAccountSelector ?? "").isEmpty {
+            problem = "serviceAccountSelector is not supported yet"
+        }
+        // Calico applies doNotTrack and preDNAT policies to host endpoints only.
+        if policy.spec.doNotTrack == true || policy.spec.preDNAT == true {
+            problem = "doNotTrack and preDNAT policies apply to host endpoints, which are not supported yet"
+        }
+    }
+
+    /// Whether the policy applies to an endpoint with `labels` for `direction`.
+    public func selects(_ labels: [String: String], for direction: Direction) -> Bool {
+        guard let endpointSelector, types.contains(direction == .ingress ? .ingress : .egress) else { return false }
+        return endpointSelector.matches(labels)
+    }
+}
+
+private func namespaceEquals(_ namespace: String) -> SelectorExpression {
+    .equal(SelectorExpression.namespaceLabelKey, namespace)
+}
+
+/// A namespace selector as an endpoint selector: every label becomes `pcns.<label>` (the
+/// labels the namespace profile applies), as Calico's `parseSelectorAttachPrefix` does.
+/// Choice: `all()` becomes `has(projectcalico.org/namespace)`, every namespaced endpoint or
+/// network set (not global network sets or host endpoints), matching Kubernetes' `{}`.
+func namespaceSelectorExpression(_ selector: Selector) -> SelectorExpression {
+    if selector.isAll { return .has(SelectorExpression.namespaceLabelKey) }
+    return prefixed(selector.expression)
+}
+
+private func prefixed(_ expression: SelectorExpression) -> SelectorExpression {
+    let prefix = "pcns."
+    switch expression {
+    case .all, .global: return expression
+    case .has(let key): return .has(prefix + key)
+    case .equal(let key, let value): return .equal(prefix + key, value)
+    case .notEqual(let key, let value): return .notEqual(prefix + key, value)
+    case .contains(let key, let value): return .contains(prefix + key, value)
+    case .startsWith(let key, let value): return .startsWith(prefix + key, value)
+    case .endsWith(let key, let value): return .endsWith(prefix + key, value)
+    case .in(let key, let values): return .in(prefix + key, values)
+    case .notIn(let key, let values): return .notIn(prefix + key, values)
+    case .not(let inner): return .not(prefixed(inner))
+    case .and(let parts): return .and(parts.map(prefixed))
+    case .or(let parts): return .or(parts.map(prefixed))
+    }
+}
+
+/// Compiles Calico rules into `CompiledRule`s, collecting the IP sets they reference.
+struct RuleCompiler {
+    enum Problem: Error, CustomStringConvertible {
+        case badSelector(String, SelectorError)
+        case badCIDR(String)
+        case unknownProtocol(String)
+        case namedPortWithoutProtocol(String)
+        case unsupported(String)
+
+        var description: String {
+            switch self {
+            case .badSelector(let text, let error): return "selector \"\(text)\": \(error)"
+            case .badCIDR(let text): return "\"\(text)\" is not a CIDR"
+            case .unknownProtocol(let text): return "unknown protocol \"\(text)\""
+            case .namedPortWithoutProtocol(let name): return "named port \"\(name)\" needs a protocol"
+            case .unsupported(let field): return "\(field) is not supported yet"
+            }
+        }
+    }
+
+    /// The namespace of the policy whose rules these are; nil for global policies and profiles.
+    var namespace: String?
+    private(set) var sets: [IPSetID: IPSetDefinition] = [:]
+
+    init(namespace: String?) { self.namespace = namespace }
+
+    mutating func compile(_ rules: [Rule]) throws(Problem) -> [CompiledRule] {
+        var result: [CompiledRule] = []
+        for rule in rules { result.append(try compile(rule)) }
+        return result
+    }
+
+    mutating func compile(_ rule: Rule) throws(Problem) -> CompiledRule {
+        // Refused rather than ignored: dropping a match would widen the rule.
+        if rule.http != nil { throw .unsupported("http") }
+        for entity in [rule.source, rule.destination] {
+            if entity?.serviceAccounts != nil { throw .unsupported("serviceAccounts") }
+            if entity?.services != nil { throw .unsupported("services") }
+        }
+        var compiled = CompiledRule(action: rule.action)
+        compiled.ipVersion = rule.ipVersion
+        compiled.protocolNumber = try number(rule.protocol)
+        compiled.notProtocolNumber = try number(rule.notProtocol)
+        compiled.icmp = rule.icmp
+        compiled.notICMP = rule.notICMP
+        compiled.source = try compile(rule.source, protocolNumber: compiled.protocolNumber)
+        compiled.destination = try compile(rule.destination, protocolNumber: compiled.protocolNumber)
+        return compiled
+    }
+
+    private func number(_ proto: IPProtocol?) throws(Problem) -> Int? {
+        guard let proto else { return nil }
+        guard let number = proto.protocolNumber else { throw .unknownProtocol(proto.description) }
+        return number
+    }
+
+    private func parse(_ text: String) throws(Problem) -> Selector {
+        do { return try Selector.parse(text) } catch { throw .badSelector(text, error) }
+    }
+
+    private mutating func compile(_ entity: EntityRule?, protocolNumber: Int?) throws(Problem) -> CompiledEntityMatch {
+        var match = CompiledEntityMatch()
+        guard let entity else { return match }
+        for text in entity.nets ?? [] {
+            guard let cidr = CIDR(text) else { throw .badCIDR(text) }
+            match.nets.append(cidr)
+        }
+        for text in entity.notNets ?? [] {
+            guard let cidr = CIDR(text) else { throw .badCIDR(text) }
+            match.notNets.append(cidr)
+        }
+        // Calico's RuleAPIV2ToBackend: the namespace scope is the prefixed namespaceSelector if
+        // given, else (in a namespaced policy) the policy's namespace; it is ANDed into the
+        // selector only when the rule has a selector, notSelector or namespaceSelector.
+        let selectorText = (entity.selector ?? "").isEmpty ? nil : entity.selector
+        let notSelectorText = (entity.notSelector ?? "").isEmpty ? nil : entity.notSelector
+        let namespaceText = (entity.namespaceSelector ?? "").isEmpty ? nil : entity.namespaceSelector
+        var scope: SelectorExpression?
+        if let namespaceText {
+            scope = namespaceSelectorExpression(try parse(namespaceText))
+        } else if let namespace {
+            scope = namespaceEquals(namespace)
+        }
+        var selector: Selector?
+        if let selectorText { selector = try parse(selectorText) }
+        if let scope, selectorText != nil || notSelectorText != nil || namespaceText != nil {
+            selector = Selector(expression: selector.map { .and([scope, $0.expression]) } ?? scope)
+        }
+        if let selector { match.ipSets.append(add(IPSetDefinition(selector: selector))) }
+        if let notSelectorText { match.notIPSets.append(add(IPSetDefinition(selector: try parse(notSelectorText)))) }
+        // Named ports resolve per endpoint: an (address, protocol, port) set of the endpoints
+        // the entity's selector matches (all endpoints without one).
+        let portSelector = selector ?? .all
+        for port in entity.ports ?? [] {
+            switch port {
+            case .number(let number): match.ports.append(PortRange(number, number))
+            case .range(let low, let high): match.ports.append(PortRange(low, high))
+            case .named(let name):
+                guard let protocolNumber else { throw .namedPortWithoutProtocol(name) }
+                let namedPort = IPSetDefinition.NamedPort(name: name, protocolNumber: protocolNumber)
+                match.namedPortSets.append(add(IPSetDefinition(selector: portSelector, namedPort: namedPort)))
+            }
+        }
+        for port in entity.notPorts ?? [] {
+            switch port {
+            case .number(let number): match.notPorts.append(PortRange(number, number))
+            case .range(let low, let high): match.notPorts.append(PortRange(low, high))
+            case .named(let name):
+                guard let protocolNumber else { throw .namedPortWithoutProtocol(name) }
+                let namedPort = IPSetDefinition.NamedPort(name: name, protocolNumber: protocolNumber)
+                match.notNamedPortSets.append(add(IPSetDefinition(selector: portSelector, namedPort: namedPort)))
+            }
+        }
+        return match
+    }
+
+    private mutating func add(_ definition: IPSetDefinition) -> IPSetID {
+        let id = definition.id
+        sets[id] = definition
+        return id
+    }
+}
+
+/// A policy or profile compiled once: its program and the IP sets it references.
+struct CompiledUnit<Program: Hashable & Sendable>: Hashable, Sendable {
+    var program: Program
+    var sets: [IPSetID: IPSetDefinition]
+}
+
+enum ProgramCompiler {
+    /// Compiles a policy; nil (with the reason) when a selector, CIDR or protocol is invalid,
+    /// in which case the policy selects nothing.
+    static func compile(_ policy: ResolvedPolicy) -> Result<CompiledUnit<PolicyProgram>, RuleCompiler.Problem>? {
+        if policy.problem != nil { return nil }
+        var compiler = RuleCompiler(namespace: policy.namespace)
+        do {
+            let ingress = policy.types.contains(.ingress) ? try compiler.compile(policy.ingress) : []
+            let egress = policy.types.contains(.egress) ? try compiler.compile(policy.egress) : []
+            let program = PolicyProgram(
+                id: policy.id, tier: policy.tier, order: policy.order, ingress: ingress, egress: egress)
+            return .success(CompiledUnit(program: program, sets: compiler.sets))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    static func compile(_ profile: Profile) -> Result<CompiledUnit<ProfileProgram>, RuleCompiler.Problem> {
+        var compiler = RuleCompiler(namespace: nil)
+        do {
+            let program = ProfileProgram(
+                name: profile.metadata.name,
+                ingress: try compiler.compile(profile.spec.ingress ?? []),
+                egress: try compiler.compile(profile.spec.egress ?? []))
+            return .success(CompiledUnit(program: program, sets: compiler.sets))
+        } catch {
+            return .failure(error)
+        }
+    }
+}
+
+/// Membership rules shared by the from-scratch compiler and the incremental engine.
+enum Membership {
+    /// What one endpoint contributes to a set.
+    static func members(
+        of definition: IPSetDefinition, endpoint: WorkloadEndpoint, labels: [String: String]
+    ) -> Set<IPSetMember> {
+        guard definition.selector.matches(labels) else { return [] }
+        let addresses = ClusterState.addresses(of: endpoint)
+        guard let namedPort = definition.namedPort else {
+            return Set(addresses.map { .net(CIDR(network: $0, prefixLength: $0.bitWidth)) })
+        }
+        var members: Set<IPSetMember> = []
+        for port in endpoint.spec.ports ?? []
+        where port.name == namedPort.name && port.protocol.protocolNumber == namedPort.protocolNumber {
+            for address in addresses {
+                members.insert(.addressPort(address, protocolNumber: namedPort.protocolNumber, port: port.port))
+            }
+        }
+        return members
+    }
+
+    /// What a network set contributes (network sets have no named ports).
+    static func members(of definition: IPSetDefinition, nets: [String]?, labels: [String: String]) -> Set<IPSetMember> {
+        guard definition.namedPort == nil, definition.selector.matches(labels) else { return [] }
+        return Set((nets ?? []).compactMap { CIDR($0) }.map { .net($0) })
+    }
+
+    /// An endpoint's program given the compiled policies in force.
+    static func program(
+        for endpoint: WorkloadEndpoint,
+        labels: [String: String],
+        policies: [PolicyID: ResolvedPolicy],
+        compiled: Set<PolicyID>,
+        state: ClusterState
+    ) -> EndpointProgram {
+        func tiers(_ direction: Direction) -> [TierBinding] {
+            var byTier: [String: [ResolvedPolicy]] = [:]
+            for policy in policies.values where compiled.contains(policy.id) && policy.selects(labels, for: direction) {
+                byTier[policy.tier, default: []].append(policy)
+            }
+            var bindings: [TierBinding] = byTier.map { name, members in
+                let settings = state.tierSettings(name)
+                let ordered = members.sorted { left, right in
+                    let leftOrder = left.order ?? .infinity
+                    let rightOrder = right.order ?? .infinity
+                    return leftOrder != rightOrder ? leftOrder < rightOrder : left.id < right.id
+                }
+                return TierBinding(
+                    name: name, order: settings.order, defaultAction: settings.defaultAction,
+                    policies: ordered.map(\.id))
+            }
+            bindings.sort { left, right in
+                let leftOrder = left.order ?? .infinity
+                let rightOrder = right.order ?? .infinity
+                return leftOrder != rightOrder ? leftOrder < rightOrder : left.name < right.name
+            }
+            return bindings
+        }
+        let key = EndpointKey(namespace: endpoint.metadata.namespace ?? "default", name: endpoint.metadata.name)
+        return EndpointProgram(
+            endpoint: key,
+            addresses: ClusterState.addresses(of: endpoint),
+            ingress: tiers(.ingress),
+            egress: tiers(.egress),
+            profiles: state.profileNames(of: endpoint))
+    }
+}
+
+extension PolicyIR {
+    /// Compiles the whole state from scratch: the specification the incremental engine must
+    /// always agree with.
+    public static func compile(_ state: ClusterState) -> PolicyIR {
+        let policies = state.allPolicies
+        var compiledPolicies: [PolicyID: CompiledUnit<PolicyProgram>] = [:]
+        for (id, policy) in policies {
+            if case .success(let unit) = ProgramCompiler.compile(policy) { compiledPolicies[id] = unit }
+        }
+        var ir = PolicyIR()
+        for endpoint in state.workloadEndpoints.values {
+            let labels = state.labels(of: endpoint)
+            let program = Membership.program(
+                for: endpoint, labels: labels, policies: policies, compiled: Set(compiledPolicies.keys), state: state)
+            ir.endpoints[program.endpoint] = program
+        }
+        var definitions: [IPSetID: IPSetDefinition] = [:]
+        for program in ir.endpoints.values {
+            for id in Direction.allCases.flatMap({ program.tiers($0) }).flatMap(\.policies) {
+                guard let unit = compiledPolicies[id] else { continue }
+                ir.policies[id] = unit.program
+                definitions.merge(unit.sets) { first, _ in first }
+            }
+            for name in program.profiles {
+                guard let profile = state.profile(named: name),
+                    case .success(let unit) = ProgramCompiler.compile(profile)
+                else { continue }
+                ir.profiles[name] = unit.program
+                definitions.merge(unit.sets) { first, _ in first }
+            }
+        }
+        for (id, definition) in definitions {
+            var set = IPSet(definition: definition)
+            for endpoint in state.workloadEndpoints.values {
+                set.members.formUnion(
+                    Membership.members(of: definition, endpoint: endpoint, labels: state.labels(of: endpoint)))
+            }
+            for networkSet in state.networkSets.values {
+                set.members.formUnion(
+                    Membership.members(of: definition, nets: networkSet.spec.nets, labels: state.labels(of: networkSet))
+                )
+            }
+            for networkSet in state.globalNetworkSets.values {
+                set.members.formUnion(
+                    Membership.members(
+                        of: definition, nets: networkSet.spec.nets, labels: networkSet.metadata.labels ?? [:]))
+            }
+            ir.ipSets[id] = set
+        }
+        return ir
+    }
+}
