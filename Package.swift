@@ -80,6 +80,7 @@ let package = Package(
                 "TabbyCore",
                 "TabbyStore",
                 "TabbyIPAM",
+                "TabbyPolicy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Modules/TabbyCommands"
