@@ -164,16 +164,6 @@ struct SQLiteStoreOperationTests {
         }
     }
 
-    @Test("path resolution: flag, then TABBY_STORE, then the default")
-    func resolvePath() {
-        #expect(SQLiteStoreConfiguration.resolvePath(flag: "/f.db", environment: ["TABBY_STORE": "/e.db"]) == "/f.db")
-        #expect(SQLiteStoreConfiguration.resolvePath(flag: nil, environment: ["TABBY_STORE": "/e.db"]) == "/e.db")
-        #expect(SQLiteStoreConfiguration.resolvePath(flag: nil, environment: [:]) == "/var/lib/tabby/tabby.db")
-        #expect(
-            SQLiteStoreConfiguration.resolvePath(flag: "", environment: ["TABBY_STORE": ""])
-                == "/var/lib/tabby/tabby.db")
-    }
-
     @Test("bad configurations fail with invalidConfiguration")
     func invalidConfiguration() throws {
         for configuration in [

@@ -19,7 +19,7 @@ public struct DatastoreConfiguration: Sendable, Hashable {
     public var etcdUsername: String?
     public var etcdPassword: String?
 
-    public static let defaultPath = "/var/lib/tabby/tabby.db"
+    public static let defaultPath = SQLiteStoreConfiguration.defaultPath
 
     public init(
         kind: Kind = .embedded,

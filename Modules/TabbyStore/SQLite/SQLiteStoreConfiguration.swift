@@ -29,18 +29,6 @@ public struct SQLiteStoreConfiguration: Sendable {
         self.watchPollInterval = watchPollInterval
     }
 
-    /// The store path a command should use: the flag if given, else `TABBY_STORE` if set and not
-    /// empty, else `defaultPath`.
-    public static func resolvePath(
-        flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment
-    ) -> String {
-        if let flag, !flag.isEmpty { return flag }
-        if let fromEnvironment = environment[environmentVariable], !fromEnvironment.isEmpty {
-            return fromEnvironment
-        }
-        return defaultPath
-    }
-
     /// Throws `.invalidConfiguration` naming the bad setting.
     func validate() throws(StoreError) {
         if path.isEmpty {
