@@ -126,6 +126,12 @@ let package = Package(
             dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport"],
             path: "IntegrationTests/TabbyIntegrationTests"
         ),
+        // The program docs/embedding.md shows: TabbyPolicy used on its own.
+        .executableTarget(
+            name: "explain-packet",
+            dependencies: ["TabbyCore", "TabbyPolicy"],
+            path: "Examples/ExplainPacket"
+        ),
         // The datastore benchmark (tools/bench/datastore runs it in release mode).
         .executableTarget(
             name: "tabby-store-bench",
