@@ -126,6 +126,12 @@ let package = Package(
             dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport"],
             path: "IntegrationTests/TabbyIntegrationTests"
         ),
+        // The policy engine benchmark (tools/bench/policy runs it in release mode).
+        .executableTarget(
+            name: "tabby-policy-bench",
+            dependencies: ["TabbyCore", "TabbyPolicy"],
+            path: "Benchmarks/PolicyBench"
+        ),
         // The program docs/embedding.md shows: TabbyPolicy used on its own.
         .executableTarget(
             name: "explain-packet",

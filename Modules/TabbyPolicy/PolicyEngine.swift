@@ -54,6 +54,8 @@ public struct PolicyEngine: Sendable {
     private var endpointLabels: [EndpointKey: [String: String]] = [:]
     private var programs: [EndpointKey: EndpointProgram] = [:]
     private var sets: [IPSetID: SetState] = [:]
+    /// Set within a batch when a policy or tier changed: every program is recomputed at its end.
+    private var programsStale = false
 
     public init() {}
 
@@ -61,6 +63,7 @@ public struct PolicyEngine: Sendable {
     @discardableResult
     public mutating func apply(_ updates: [PolicyUpdate]) -> PolicyDelta {
         let before = ir
+        programsStale = false
         for update in updates {
             switch update {
             case .upsert(let resource):
@@ -71,6 +74,9 @@ public struct PolicyEngine: Sendable {
                 refresh(after: key)
             }
         }
+        // Policy and tier changes recompute every endpoint's program once per batch, not once
+        // per change: loading 1,000 policies is one pass over the endpoints, not 1,000.
+        if programsStale { refreshAllPrograms() }
         publish()
         return PolicyDelta.between(before, ir)
     }
@@ -108,19 +114,19 @@ public struct PolicyEngine: Sendable {
             }
         case .networkPolicy:
             refreshPolicy(key.name, resolved: state.networkPolicies[key.name].map(ResolvedPolicy.init))
-            refreshAllPrograms()
+            programsStale = true
         case .kubernetesNetworkPolicy:
             let id = PolicyID(namespace: key.name.namespace, name: KubernetesPolicyConversion.calicoName(key.name.name))
             let resolved = state.kubernetesNetworkPolicies[key.name].map {
                 ResolvedPolicy(KubernetesPolicyConversion.convert($0))
             }
             refreshPolicy(id, resolved: resolved)
-            refreshAllPrograms()
+            programsStale = true
         case .globalNetworkPolicy:
             refreshPolicy(key.name, resolved: state.globalNetworkPolicies[key.name.name].map(ResolvedPolicy.init))
-            refreshAllPrograms()
+            programsStale = true
         case .tier:
-            refreshAllPrograms()
+            programsStale = true
         default:
             break
         }
