@@ -425,11 +425,15 @@ public struct IPAM: Sendable {
     // MARK: Reads
 
     /// Every address a handle holds.
+    /// Reads only the blocks the handle's record names (every ADD asks this, so no scan of the
+    /// whole pool): the record is written before any address is assigned, so a handle without
+    /// a record holds nothing.
     public func addresses(handleID: String) async throws(IPAMError) -> [IPAddress] {
+        guard let handle = try await read(IPAMHandle.self, key: IPAMKeys.handle(handleID)) else { return [] }
         var found: [IPAddress] = []
-        for kv in try await list(prefix: IPAMKeys.allBlocks) {
-            let block = try JSONCoding.decode(AllocationBlock.self, kv)
-            found += block.allocated.filter { $0.attributes.handleID == handleID }.map(\.address)
+        for cidr in handle.value.blocks {
+            guard let block = try await read(AllocationBlock.self, key: IPAMKeys.block(cidr)) else { continue }
+            found += block.value.allocated.filter { $0.attributes.handleID == handleID }.map(\.address)
         }
         return found
     }
