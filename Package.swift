@@ -70,7 +70,7 @@ let package = Package(
         // Fakes shared by Tests/ and IntegrationTests/.
         .target(
             name: "TabbyTestSupport",
-            dependencies: ["TabbyStore"],
+            dependencies: ["TabbyStore", "TabbyCNI"],
             path: "Modules/TabbyTestSupport"
         ),
         // tabbyctl's commands, one subcommand per file.
@@ -113,6 +113,11 @@ let package = Package(
             name: "TabbyIPAMTests",
             dependencies: ["TabbyIPAM", "TabbyTestSupport"],
             path: "Tests/TabbyIPAMTests"
+        ),
+        .testTarget(
+            name: "TabbyCNITests",
+            dependencies: ["TabbyCNI", "TabbyCore", "TabbyIPAM", "TabbyStore", "TabbyTestSupport"],
+            path: "Tests/TabbyCNITests"
         ),
         .testTarget(
             name: "TabbyCommandsTests",

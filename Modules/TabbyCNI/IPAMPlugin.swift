@@ -49,6 +49,22 @@ public struct IPAMPlugin: Sendable {
     }
 
     func add() async throws(CNIError) -> CNIResult {
+        let prefixMode = try config.string("prefix") ?? "host"
+        guard ["host", "pool"].contains(prefixMode) else {
+            throw .invalidConfig("prefix must be host or pool (got \"\(prefixMode)\")")
+        }
+        let assignments = try await assign(ipam: try openIPAM(), node: try config.nodeName())
+        return CNIResult(
+            ips: assignments.map { assignment in
+                let length = prefixMode == "pool" ? assignment.pool.prefixLength : assignment.address.bitWidth
+                return CNIResult.IPConfig(address: "\(assignment.address)/\(length)")
+            }
+        )
+    }
+
+    /// Assigns this attachment's addresses (shared with the `tabby` plugin, which runs IPAM in
+    /// process). An attachment that already holds addresses is refused: the runtime must DEL first.
+    func assign(ipam: IPAM, node: String) async throws(CNIError) -> [Assignment] {
         guard let containerID = environment.containerID else {
             throw .invalidEnvironment("CNI_CONTAINERID is required for ADD")
         }
@@ -57,14 +73,9 @@ public struct IPAMPlugin: Sendable {
         guard assignV4 || assignV6 else {
             throw .invalidConfig("assign_ipv4 and assign_ipv6 are both false: nothing to assign")
         }
-        let prefixMode = try config.string("prefix") ?? "host"
-        guard ["host", "pool"].contains(prefixMode) else {
-            throw .invalidConfig("prefix must be host or pool (got \"\(prefixMode)\")")
-        }
-        let ipam = try openIPAM()
         let request = AssignmentRequest(
             handleID: Self.handleID(network: config.name, containerID: containerID),
-            node: try config.nodeName(),
+            node: node,
             ipv4Count: assignV4 ? 1 : 0,
             ipv6Count: assignV6 ? 1 : 0,
             ipv4Pools: try config.stringList("ipv4_pools"),
@@ -73,7 +84,6 @@ public struct IPAMPlugin: Sendable {
             pod: environment.arguments["K8S_POD_NAME"],
             containerID: containerID
         )
-        // A repeated ADD for the same attachment (a runtime retry) gets the same addresses.
         do {
             let existing = try await ipam.addresses(handleID: request.handleID)
             if !existing.isEmpty {
@@ -81,13 +91,7 @@ public struct IPAMPlugin: Sendable {
                     "container \(containerID) already has addresses \(existing.map(\.description).joined(separator: ", ")) on network \(config.name); DEL it first"
                 )
             }
-            let assignments = try await ipam.assign(request)
-            return CNIResult(
-                ips: assignments.map { assignment in
-                    let length = prefixMode == "pool" ? assignment.pool.prefixLength : assignment.address.bitWidth
-                    return CNIResult.IPConfig(address: "\(assignment.address)/\(length)")
-                }
-            )
+            return try await ipam.assign(request)
         } catch let error as CNIError {
             throw error
         } catch {
@@ -109,12 +113,13 @@ public struct IPAMPlugin: Sendable {
     }
 
     /// The addresses prevResult lists must be the ones IPAM holds for this attachment.
-    func check() async throws(CNIError) {
+    func check() async throws(CNIError) { try await check(ipam: try openIPAM()) }
+
+    func check(ipam: IPAM) async throws(CNIError) {
         guard let containerID = environment.containerID else {
             throw .invalidEnvironment("CNI_CONTAINERID is required for CHECK")
         }
         guard let previous = try config.previousResult() else { throw .invalidConfig("CHECK needs prevResult") }
-        let ipam = try openIPAM()
         let held: Set<IPAddress>
         do {
             held = Set(
@@ -122,7 +127,6 @@ public struct IPAMPlugin: Sendable {
         } catch {
             throw Self.map(error)
         }
-        let expected = Set(previous.ips.compactMap { CIDR($0.address)?.network })
         let fromResult = Set(
             previous.ips.compactMap { ip in ip.address.split(separator: "/").first.flatMap { IPAddress(String($0)) } })
         guard fromResult == held else {
@@ -132,14 +136,15 @@ public struct IPAMPlugin: Sendable {
                 "IPAM state of container \(containerID) does not match prevResult: not allocated \(missing), allocated but not in prevResult \(extra)"
             )
         }
-        _ = expected
     }
 
     /// Releases every handle of this network whose container is not a valid attachment.
     func gc() async throws(CNIError) {
-        let valid = Set(
-            try config.validAttachments().map { Self.handleID(network: config.name, containerID: $0.containerID) })
-        let ipam = try openIPAM()
+        try await gc(ipam: try openIPAM(), valid: Set(try config.validAttachments().map(\.containerID)))
+    }
+
+    func gc(ipam: IPAM, valid containerIDs: Set<String>) async throws(CNIError) {
+        let valid = Set(containerIDs.map { Self.handleID(network: config.name, containerID: $0) })
         do {
             let prefix = Self.handleID(network: config.name, containerID: "")
             for handle in try await ipam.handleIDs() where handle.hasPrefix(prefix) && !valid.contains(handle) {
@@ -151,8 +156,9 @@ public struct IPAMPlugin: Sendable {
     }
 
     /// Ready when the datastore answers and a pool this node may use has a free address.
-    func status() async throws(CNIError) {
-        let ipam = try openIPAM()
+    func status() async throws(CNIError) { try await status(ipam: try openIPAM()) }
+
+    func status(ipam: IPAM) async throws(CNIError) {
         let node = try config.nodeName()
         do {
             let usage = try await ipam.usage()
