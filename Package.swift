@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TabbyCore", targets: ["TabbyCore"]),
         .library(name: "TabbyStore", targets: ["TabbyStore"]),
         .library(name: "TabbyIPAM", targets: ["TabbyIPAM"]),
+        .library(name: "TabbyNetlink", targets: ["TabbyNetlink"]),
         .library(name: "TabbyCNI", targets: ["TabbyCNI"]),
         .library(name: "TabbyCommands", targets: ["TabbyCommands"]),
         .library(name: "TabbyPolicy", targets: ["TabbyPolicy"]),
@@ -57,9 +58,24 @@ let package = Package(
             path: "Modules/TabbyIPAM"
         ),
         // CNI spec types, verb dispatch, and the plugins (tabby-ipam today).
+        // libmnl and the rtnetlink UAPI headers.
+        .systemLibrary(
+            name: "CMNL",
+            path: "Modules/CMNL",
+            pkgConfig: "libmnl",
+            providers: [.apt(["libmnl-dev"])]
+        ),
+        // The few C helpers Swift cannot reach (setns, unshare, CLONE_NEWNET), TB_ prefix.
+        .target(name: "CTabbyShims", path: "Modules/CTabbyShims"),
+        // rtnetlink over libmnl: links, addresses, routes, neighbours, namespaces, sysctls.
+        .target(
+            name: "TabbyNetlink",
+            dependencies: ["CMNL", "CTabbyShims", "TabbyCore"],
+            path: "Modules/TabbyNetlink"
+        ),
         .target(
             name: "TabbyCNI",
-            dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM"],
+            dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyNetlink"],
             path: "Modules/TabbyCNI"
         ),
         .executableTarget(
@@ -114,6 +130,18 @@ let package = Package(
             dependencies: ["TabbyIPAM", "TabbyTestSupport"],
             path: "Tests/TabbyIPAMTests"
         ),
+        // Unprivileged: a fake transport, exact request bytes, canned replies.
+        .testTarget(
+            name: "TabbyNetlinkTests",
+            dependencies: ["TabbyNetlink", "TabbyCore", "CMNL"],
+            path: "Tests/TabbyNetlinkTests"
+        ),
+        // The real kernel, in namespaces the tests create (needs CAP_NET_ADMIN).
+        .testTarget(
+            name: "NetlinkKernelTests",
+            dependencies: ["TabbyNetlink", "TabbyCore"],
+            path: "IntegrationTests/NetlinkKernelTests"
+        ),
         .testTarget(
             name: "TabbyCNITests",
             dependencies: ["TabbyCNI", "TabbyCore", "TabbyIPAM", "TabbyStore", "TabbyTestSupport"],
@@ -128,7 +156,7 @@ let package = Package(
         // later the real kernel and BIRD.
         .testTarget(
             name: "TabbyIntegrationTests",
-            dependencies: ["TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport"],
+            dependencies: ["TabbyCNI", "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport"],
             path: "IntegrationTests/TabbyIntegrationTests"
         ),
         // The policy engine benchmark (tools/bench/policy runs it in release mode).

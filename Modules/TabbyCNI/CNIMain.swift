@@ -6,7 +6,8 @@ public enum CNIMain {
     public static func run(
         program: String,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        stdin: Data
+        stdin: Data,
+        datapath: (any PodDatapath)? = nil
     ) async -> (output: Data, status: Int32) {
         var version = CNIVersion.latest
         do {
@@ -31,10 +32,17 @@ public enum CNIMain {
                 let output = try await IPAMPlugin(environment: env, config: config).run()
                 return (output ?? Data(), 0)
             default:
-                throw CNIError(
-                    code: 100,
-                    "the tabby network plugin is not in this build yet; use tabby-ipam as the IPAM plugin of another CNI plugin (e.g. bridge)"
-                )
+                let log = try PluginLog(
+                    config: config, context: "\(env.command.rawValue) \(env.containerID ?? "-") \(env.netns ?? "-")")
+                do {
+                    let output = try await NetworkPlugin(
+                        environment: env, config: config, datapath: datapath ?? KernelDatapath(), log: log
+                    ).run()
+                    return (output ?? Data(), 0)
+                } catch {
+                    log.error("\(error)")
+                    throw error
+                }
             }
         } catch let error as CNIError {
             return (error.json(cniVersion: version), 1)
