@@ -179,6 +179,11 @@ let package = Package(
         ),
         // The IPAM plugin benchmark against host-local (tools/bench/ipam runs it).
         .executableTarget(
+            name: "tabby-cni-bench",
+            dependencies: ["TabbyTestSupport"],
+            path: "Benchmarks/CNIBench"
+        ),
+        .executableTarget(
             name: "tabby-ipam-bench",
             dependencies: ["TabbyTestSupport"],
             path: "Benchmarks/IPAMBench"
