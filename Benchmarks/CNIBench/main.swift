@@ -58,7 +58,7 @@ func invoke(_ executable: String, _ command: String, pod: String, index: Int, co
     let env = [
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": "bench-\(index)",
         "CNI_NETNS": "/run/netns/\(pod)", "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni",
-        "CNI_ARGS": "K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-\(index)",
+        "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-\(index)",
     ]
     let start = ContinuousClock.now
     let result = try? ChildProcess.run(executable, [], environment: env, stdin: config)

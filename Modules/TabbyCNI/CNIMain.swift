@@ -34,6 +34,7 @@ public enum CNIMain {
             default:
                 let log = try PluginLog(
                     config: config, context: "\(env.command.rawValue) \(env.containerID ?? "-") \(env.netns ?? "-")")
+                log.debug("config read")
                 do {
                     let output = try await NetworkPlugin(
                         environment: env, config: config, datapath: datapath ?? KernelDatapath(), log: log

@@ -147,6 +147,7 @@ public struct NetworkPlugin: Sendable {
         let handleID = IPAMPlugin.handleID(network: config.name, containerID: workload.containerID)
 
         // 1. Addresses.
+        log.debug("store open")
         let assignments = try await ipamPlugin.assign(ipam: ipam, node: node)
         log.info("assigned \(assignments.map(\.address)) to \(workload.containerID)")
         var endpointWritten = false
@@ -158,11 +159,14 @@ public struct NetworkPlugin: Sendable {
                 hostInterface: workload.hostInterface, namespacePath: netns, interfaceName: workload.interfaceName,
                 addresses: assignments.map(\.address), mtu: mtu, podMAC: Self.randomMAC())
             try await ensureProfile(workload.profile, resources: resources)
+            log.debug("profile checked")
             try await writeEndpoint(workload, node: node, attachment: attached, resources: resources)
             endpointWritten = true
+            log.debug("endpoint written")
             // 3. The kernel.
             attachment = attached
             try datapath.attach(attached)
+            log.debug("attached")
             return Self.result(for: attached)
         } catch {
             log.warning("ADD \(workload.containerID) failed, undoing: \(error)")

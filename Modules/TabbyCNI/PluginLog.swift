@@ -24,6 +24,15 @@ public struct PluginLog: Sendable {
     public var path: String?
     public var context: String
 
+    /// When this process started (CLOCK_MONOTONIC, from /proc/self/stat's start time).
+    static let processStart: UInt64 = {
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+            let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 20,
+            let ticks = UInt64(fields[19])
+        else { return clock_gettime_nsec_np_monotonic() }
+        return ticks * 1_000_000_000 / UInt64(sysconf(Int32(_SC_CLK_TCK)))
+    }()
+
     public init(level: Level, path: String? = nil, context: String = "") {
         self.level = level
         self.path = path
@@ -48,7 +57,9 @@ public struct PluginLog: Sendable {
     private func write(_ level: Level, _ message: () -> String) {
         guard level >= self.level else { return }
         let stamp = Date().formatted(.iso8601)
-        let line = Array("\(stamp) [\(level)] \(context) \(message())\n".utf8)
+        // Milliseconds since the process started: where an ADD spends its time, at debug level.
+        let elapsed = Double(clock_gettime_nsec_np_monotonic() - Self.processStart) / 1e6
+        let line = Array("\(stamp) +\(String(format: "%.1f", elapsed))ms [\(level)] \(context) \(message())\n".utf8)
         var fd: Int32 = 2
         if let path {
             fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -57,4 +68,11 @@ public struct PluginLog: Sendable {
         _ = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         if fd != 2 { close(fd) }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock /proc's process start times are measured on).
+func clock_gettime_nsec_np_monotonic() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
 }

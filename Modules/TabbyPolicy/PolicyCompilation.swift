@@ -330,6 +330,7 @@ enum Membership {
         return EndpointProgram(
             endpoint: key,
             addresses: ClusterState.addresses(of: endpoint),
+            interfaceName: endpoint.spec.interfaceName,
             ingress: tiers(.ingress),
             egress: tiers(.egress),
             profiles: state.profileNames(of: endpoint))

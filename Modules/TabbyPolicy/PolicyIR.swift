@@ -227,6 +227,8 @@ public struct TierBinding: Hashable, Sendable {
 public struct EndpointProgram: Hashable, Sendable {
     public var endpoint: EndpointKey
     public var addresses: [IPAddress]
+    /// The host side of the endpoint's interface (`cali…`): where a dataplane attaches its program.
+    public var interfaceName: String?
     public var ingress: [TierBinding]
     public var egress: [TierBinding]
     /// `kns.<namespace>` then the endpoint's own `profiles`, without repeats.
