@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "TabbyCNI", targets: ["TabbyCNI"]),
         .library(name: "TabbyCommands", targets: ["TabbyCommands"]),
         .library(name: "TabbyPolicy", targets: ["TabbyPolicy"]),
+        .library(name: "TabbyDataplane", targets: ["TabbyDataplane"]),
+        .library(name: "TabbyNftables", targets: ["TabbyNftables"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
@@ -36,6 +38,26 @@ let package = Package(
         ),
         // Policy resolution, compilation to the dataplane-neutral IR, and the reference evaluator.
         .target(name: "TabbyPolicy", dependencies: ["TabbyCore"], path: "Modules/TabbyPolicy"),
+        // The dataplane protocol every backend implements, and the conformance kit they all pass.
+        .target(
+            name: "TabbyDataplane",
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyNetlink"],
+            path: "Modules/TabbyDataplane"
+        ),
+        // The conformance kit: pods in namespaces, real packets, verdicts against the evaluator.
+        .target(
+            name: "TabbyDataplaneConformance",
+            dependencies: [
+                "TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "TabbyCNI", "TabbyTestSupport",
+            ],
+            path: "Modules/TabbyDataplaneConformance"
+        ),
+        // The nftables backend: the IR compiled to sets, verdict maps and chains, sent through libnftnl.
+        .target(
+            name: "TabbyNftables",
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane"],
+            path: "Modules/TabbyNftables"
+        ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
         .target(
             name: "TabbyStore",
@@ -141,6 +163,17 @@ let package = Package(
             name: "NetlinkKernelTests",
             dependencies: ["TabbyNetlink", "TabbyCore"],
             path: "IntegrationTests/NetlinkKernelTests"
+        ),
+        .testTarget(
+            name: "TabbyNftablesTests",
+            dependencies: ["TabbyNftables", "TabbyPolicy", "TabbyCore", "TabbyDataplane"],
+            path: "Tests/TabbyNftablesTests"
+        ),
+        // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
+        .testTarget(
+            name: "DataplaneConformanceTests",
+            dependencies: ["TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyPolicy", "TabbyCore"],
+            path: "IntegrationTests/DataplaneConformanceTests"
         ),
         .testTarget(
             name: "TabbyCNITests",

@@ -142,7 +142,8 @@ var plugins = [
     },
     Plugin(name: "tabby, embedded store", executable: options.tabby) {
         let path = "\(scratch)/tabby-\(UUID().uuidString).db"
-        _ = try? ChildProcess.run(options.tabbyctl, ["apply", "-f", "-"], environment: ["TABBY_STORE": path], stdin: setup)
+        _ = try? ChildProcess.run(
+            options.tabbyctl, ["apply", "-f", "-"], environment: ["TABBY_STORE": path], stdin: setup)
         return """
             {"cniVersion": "1.1.0", "name": "bench", "type": "tabby", "nodename": "bench-node",
              "datastore_path": "\(path)", "ipam": {"type": "tabby-ipam"}}

@@ -17,10 +17,16 @@ import TabbyNetlink
 /// socket created there (a socket stays bound to its namespace), so no thread switches
 /// namespaces except briefly, on a dedicated thread, to create it.
 public struct KernelDatapath: PodDatapath {
-    public init() {}
+    /// The namespace that holds the host side; nil (the plugin's case) means the caller's own.
+    /// Test labs and the conformance kit use a node namespace they created.
+    public let hostNamespacePath: String?
+
+    public init(hostNamespacePath: String? = nil) {
+        self.hostNamespacePath = hostNamespacePath
+    }
 
     public func attach(_ attachment: PodAttachment) throws(DatapathError) {
-        let host = try Self.hostSocket()
+        let host = try hostSocket()
         let namespaceFD: Int32
         do {
             namespaceFD = try NetworkNamespace.openFD(path: attachment.namespacePath)
@@ -75,7 +81,14 @@ public struct KernelDatapath: PodDatapath {
             if hasIPv6 {
                 settings += [("net.ipv6.conf.\(name).accept_ra", "0"), ("net.ipv6.conf.\(name).forwarding", "1")]
             }
-            for (key, value) in settings { try Sysctl.set(key, value) }
+            if let hostNamespacePath {
+                let frozen = settings
+                try NetworkNamespace.run(path: hostNamespacePath) {
+                    for (key, value) in frozen { try Sysctl.set(key, value) }
+                }
+            } else {
+                for (key, value) in settings { try Sysctl.set(key, value) }
+            }
             try socket.setLink(index: link.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
             for address in attachment.addresses {
                 try socket.addRoute(
@@ -131,7 +144,7 @@ public struct KernelDatapath: PodDatapath {
 
     public func detach(hostInterface: String) throws(DatapathError) {
         do {
-            _ = try Self.hostSocket().deleteLink(named: hostInterface)
+            _ = try hostSocket().deleteLink(named: hostInterface)
         } catch {
             throw .kernel("\(error)")
         }
@@ -139,7 +152,7 @@ public struct KernelDatapath: PodDatapath {
 
     public func verify(_ attachment: PodAttachment) throws(DatapathError) -> [String] {
         var problems: [String] = []
-        let host = try Self.hostSocket()
+        let host = try hostSocket()
         do {
             guard let link = try host.link(named: attachment.hostInterface) else {
                 return ["host interface \(attachment.hostInterface) does not exist"]
@@ -193,14 +206,15 @@ public struct KernelDatapath: PodDatapath {
 
     public func hostInterfaces() throws(DatapathError) -> [String] {
         do {
-            return try Self.hostSocket().links().filter { $0.kind == "veth" && $0.name.hasPrefix("cali") }.map(\.name)
+            return try hostSocket().links().filter { $0.kind == "veth" && $0.name.hasPrefix("cali") }.map(\.name)
         } catch {
             throw .kernel("\(error)")
         }
     }
 
-    static func hostSocket() throws(DatapathError) -> RouteSocket {
+    func hostSocket() throws(DatapathError) -> RouteSocket {
         do {
+            if let hostNamespacePath { return try RouteSocket.open(inNamespaceAt: hostNamespacePath) }
             return try RouteSocket()
         } catch {
             throw .kernel("cannot open a netlink socket: \(error)")

@@ -1,0 +1,89 @@
+import TabbyCore
+import TabbyPolicy
+
+/// A dataplane backend: what the agent drives (nftables, iptables, eBPF; one is chosen with
+/// `tabbyd --dataplane` among those compiled in through package traits).
+///
+/// The contract (docs/dataplanes.md):
+/// - `apply` takes the policy engine's delta and the IR it leads to, and changes the kernel in
+///   one atomic step: a packet meets either the old policy or the new one, never a mix. IP set
+///   member changes touch only those elements.
+/// - `reconcile` reads the kernel's state back, compares it with `ir`, and repairs any drift
+///   (someone flushed a chain, a restart found old state).
+/// - `sweep` removes everything Tabby-owned that `ir` does not want, including what another
+///   backend left behind (switching dataplanes must not leave two sets of rules).
+/// - Everything a backend creates is recognisably Tabby's (table or chain names, comments), and
+///   nothing else is ever touched.
+public protocol Dataplane: Sendable {
+    /// `nftables`, `iptables`, `ebpf`.
+    var name: String { get }
+    func apply(_ delta: PolicyDelta, resulting ir: PolicyIR) throws(DataplaneError)
+    /// Returns what was repaired (empty when the kernel matched).
+    func reconcile(_ ir: PolicyIR) throws(DataplaneError) -> [String]
+    func sweep(keeping ir: PolicyIR) throws(DataplaneError)
+    func status() -> DataplaneStatus
+}
+
+/// Settings every backend honours.
+public struct DataplaneConfiguration: Sendable, Hashable {
+    /// Host interfaces of workloads start with this (Calico's `cali`).
+    public var workloadInterfacePrefix: String
+    /// Inbound to the host, always open (Calico's failsafeInboundHostPorts): protocol and port.
+    public var failsafeInbound: [FailsafePort]
+    /// Outbound from the host, always open (failsafeOutboundHostPorts).
+    public var failsafeOutbound: [FailsafePort]
+
+    public struct FailsafePort: Sendable, Hashable {
+        public var protocolNumber: Int
+        public var port: UInt16
+        public init(protocolNumber: Int, port: UInt16) {
+            self.protocolNumber = protocolNumber
+            self.port = port
+        }
+    }
+
+    /// Calico's defaults: SSH, BGP, etcd, the Kubernetes API and Typha; DHCP and DNS outbound.
+    public static let calicoDefaults = DataplaneConfiguration(
+        workloadInterfacePrefix: "cali",
+        failsafeInbound: [
+            (6, 22), (17, 68), (6, 179), (6, 2379), (6, 2380), (6, 5473), (6, 6443), (6, 6666), (6, 6667),
+        ]
+        .map { FailsafePort(protocolNumber: $0.0, port: $0.1) },
+        failsafeOutbound: [(17, 53), (17, 67), (6, 53), (6, 179), (6, 2379), (6, 2380), (6, 5473), (6, 6443)]
+            .map { FailsafePort(protocolNumber: $0.0, port: $0.1) })
+
+    public init(workloadInterfacePrefix: String, failsafeInbound: [FailsafePort], failsafeOutbound: [FailsafePort]) {
+        self.workloadInterfacePrefix = workloadInterfacePrefix
+        self.failsafeInbound = failsafeInbound
+        self.failsafeOutbound = failsafeOutbound
+    }
+}
+
+public struct DataplaneStatus: Sendable, Hashable {
+    public var healthy: Bool
+    public var detail: String
+    /// Applies done, and the time the last one took.
+    public var applies: Int
+    public var lastApplySeconds: Double?
+
+    public init(healthy: Bool, detail: String, applies: Int = 0, lastApplySeconds: Double? = nil) {
+        self.healthy = healthy
+        self.detail = detail
+        self.applies = applies
+        self.lastApplySeconds = lastApplySeconds
+    }
+}
+
+public enum DataplaneError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kernel refused a change; nothing of that apply took effect.
+    case kernel(String)
+    /// The IR asks for something this backend cannot express (named, with what to do).
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .kernel(let text): return text
+        case .unsupported(let text): return "unsupported: \(text)"
+        }
+    }
+}

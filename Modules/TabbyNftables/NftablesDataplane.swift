@@ -1,0 +1,203 @@
+import Foundation
+import Synchronization
+import TabbyDataplane
+import TabbyPolicy
+
+/// Sends a list of changes to the kernel as one transaction, and reads Tabby's table back.
+public protocol NftCommitter: Sendable {
+    func commit(_ changes: [NftChange]) throws(DataplaneError)
+    /// Chains (with their rule counts) and sets (with their element counts) of `inet tabby`;
+    /// nil when the table does not exist.
+    func readBack() throws(DataplaneError) -> NftKernelSummary?
+    /// Deletes `inet tabby` if present.
+    func deleteTable() throws(DataplaneError)
+}
+
+public struct NftKernelSummary: Sendable, Hashable {
+    public var chainRuleCounts: [String: Int]
+    public var setElementCounts: [String: Int]
+    public init(chainRuleCounts: [String: Int], setElementCounts: [String: Int]) {
+        self.chainRuleCounts = chainRuleCounts
+        self.setElementCounts = setElementCounts
+    }
+}
+
+/// The nftables backend: compiles the IR to an `NftPlan`, diffs it against the last applied plan
+/// and sends only the difference, in one transaction. A delta that changes nothing but IP set
+/// members never recompiles chains: it becomes element additions and removals only.
+public final class NftablesDataplane: Dataplane {
+    public let name = "nftables"
+    public let configuration: DataplaneConfiguration
+    let committer: any NftCommitter
+
+    struct State {
+        var plan: NftPlan?
+        var applies = 0
+        var lastApplySeconds: Double?
+        var lastError: String?
+    }
+    // Mutex: the agent applies from one task, status may be read from another.
+    private let state = Mutex(State())
+
+    public init(committer: any NftCommitter, configuration: DataplaneConfiguration = .calicoDefaults) {
+        self.committer = committer
+        self.configuration = configuration
+    }
+
+    /// The plan last applied (nil before the first apply).
+    public var appliedPlan: NftPlan? { state.withLock { $0.plan } }
+
+    public func apply(_ delta: PolicyDelta, resulting ir: PolicyIR) throws(DataplaneError) {
+        let started = ContinuousClock.now
+        let old = state.withLock { $0.plan }
+        var new: NftPlan
+        if let old, Self.onlyMembersChanged(delta) {
+            new = old
+            for (id, _) in delta.ipSetMembersAdded.merging(
+                delta.ipSetMembersRemoved, uniquingKeysWith: { $0.union($1) })
+            {
+                guard let set = ir.ipSets[id] else { continue }
+                for (name, planSet) in NftCompiler.sets(for: set) { new.sets[name] = planSet }
+            }
+        } else {
+            new = NftCompiler.compile(ir, configuration: configuration)
+        }
+        let changes = NftChange.between(old, new)
+        do {
+            if !changes.isEmpty { try committer.commit(changes) }
+        } catch {
+            state.withLock { $0.lastError = error.description }
+            throw error
+        }
+        let elapsed = ContinuousClock.now - started
+        state.withLock {
+            $0.plan = new
+            $0.applies += 1
+            $0.lastApplySeconds =
+                Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            $0.lastError = nil
+        }
+    }
+
+    static func onlyMembersChanged(_ delta: PolicyDelta) -> Bool {
+        var rest = delta
+        rest.ipSetMembersAdded = [:]
+        rest.ipSetMembersRemoved = [:]
+        return rest.isEmpty
+    }
+
+    public func reconcile(_ ir: PolicyIR) throws(DataplaneError) -> [String] {
+        let wanted = NftCompiler.compile(ir, configuration: configuration)
+        var drift: [String] = []
+        if let found = try committer.readBack() {
+            for (name, chain) in wanted.chains where found.chainRuleCounts[name] != chain.rules.count {
+                drift.append(
+                    "chain \(name): \(found.chainRuleCounts[name].map { "\($0) rules" } ?? "missing"), want \(chain.rules.count)"
+                )
+            }
+            for name in found.chainRuleCounts.keys where wanted.chains[name] == nil {
+                drift.append("chain \(name) is not wanted")
+            }
+            for (name, set) in wanted.sets where found.setElementCounts[name] != set.elements.count {
+                drift.append(
+                    "set \(name): \(found.setElementCounts[name].map { "\($0) elements" } ?? "missing"), want \(set.elements.count)"
+                )
+            }
+        } else {
+            drift.append("table inet \(NftPlan.tableName) is missing")
+        }
+        if !drift.isEmpty {
+            try committer.commit([.replaceTable(wanted)])
+            state.withLock { $0.plan = wanted }
+        }
+        return drift.sorted()
+    }
+
+    public func sweep(keeping ir: PolicyIR) throws(DataplaneError) {
+        // Everything of Tabby's lives in one table: an empty IR still keeps the table (its base
+        // chains fail closed for unknown workloads), so sweeping means rewriting it to `ir`.
+        try committer.commit([.replaceTable(NftCompiler.compile(ir, configuration: configuration))])
+        state.withLock { $0.plan = NftCompiler.compile(ir, configuration: configuration) }
+    }
+
+    public func status() -> DataplaneStatus {
+        state.withLock { state in
+            DataplaneStatus(
+                healthy: state.lastError == nil, detail: state.lastError ?? "nftables table inet \(NftPlan.tableName)",
+                applies: state.applies, lastApplySeconds: state.lastApplySeconds)
+        }
+    }
+}
+
+/// Commits through `nft -f -` run inside a network namespace. Not the agent's path (that is
+/// libnftnl over netlink, with no process per apply): this is the reference the benchmarks
+/// compare against and what the conformance tests can cross-check with.
+public struct NftScriptCommitter: NftCommitter {
+    public let namespacePath: String?
+
+    public init(namespacePath: String?) {
+        self.namespacePath = namespacePath
+    }
+
+    func run(_ arguments: [String], input: String) throws(DataplaneError) -> String {
+        let process = Process()
+        var command = ["/usr/sbin/nft"] + arguments
+        if let namespacePath { command = ["/usr/bin/nsenter", "--net=\(namespacePath)"] + command }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        let stdin = Pipe()
+        let stdout = Pipe()
+        let stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        do {
+            try process.run()
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        } catch {
+            throw .kernel("nft \(arguments.joined(separator: " ")): cannot run: \(error)")
+        }
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw .kernel("nft \(arguments.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self))")
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    public func commit(_ changes: [NftChange]) throws(DataplaneError) {
+        _ = try run(["-f", "-"], input: changes.map(\.nftText).joined())
+    }
+
+    public func deleteTable() throws(DataplaneError) {
+        _ = try run(
+            ["-f", "-"], input: "add table inet \(NftPlan.tableName)\ndelete table inet \(NftPlan.tableName)\n")
+    }
+
+    public func readBack() throws(DataplaneError) -> NftKernelSummary? {
+        let text: String
+        do {
+            text = try run(["-j", "list", "table", "inet", NftPlan.tableName], input: "")
+        } catch {
+            if error.description.contains("No such file or directory") { return nil }
+            throw error
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let items = object["nftables"] as? [[String: Any]]
+        else { throw .kernel("nft -j list table: unreadable output") }
+        var chains: [String: Int] = [:]
+        var sets: [String: Int] = [:]
+        for item in items {
+            if let chain = item["chain"] as? [String: Any], let name = chain["name"] as? String {
+                chains[name, default: 0] += 0
+            } else if let rule = item["rule"] as? [String: Any], let chain = rule["chain"] as? String {
+                chains[chain, default: 0] += 1
+            } else if let set = item["set"] as? [String: Any], let name = set["name"] as? String {
+                sets[name] = (set["elem"] as? [Any])?.count ?? 0
+            }
+        }
+        return NftKernelSummary(chainRuleCounts: chains, setElementCounts: sets)
+    }
+}

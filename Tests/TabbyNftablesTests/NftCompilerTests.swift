@@ -1,0 +1,129 @@
+import Foundation
+import TabbyCore
+import TabbyDataplane
+import TabbyPolicy
+import Testing
+
+@testable import TabbyNftables
+
+/// The IR as nft objects, pinned as `nft -f` text.
+@Suite("nftables compiler")
+struct NftCompilerTests {
+    static let manifest = """
+        apiVersion: v1
+        kind: Namespace
+        metadata: {name: x, labels: {ns: x}}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: WorkloadEndpoint
+        metadata: {name: a, namespace: x, labels: {pod: a}}
+        spec: {node: n, pod: a, interfaceName: cali0000000000a, ipNetworks: [10.0.0.1/32], profiles: [kns.x]}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: WorkloadEndpoint
+        metadata: {name: b, namespace: x, labels: {pod: b}}
+        spec: {node: n, pod: b, interfaceName: cali0000000000b, ipNetworks: [10.0.0.2/32], profiles: [kns.x]}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: Profile
+        metadata: {name: kns.x}
+        spec: {ingress: [{action: Allow}], egress: [{action: Allow}]}
+        ---
+        apiVersion: projectcalico.org/v3
+        kind: NetworkPolicy
+        metadata: {name: db, namespace: x}
+        spec:
+          selector: pod == 'a'
+          types: [Ingress]
+          ingress:
+          - action: Allow
+            protocol: TCP
+            source: {selector: pod == 'b'}
+            destination: {ports: [80, "8000:8080"]}
+          - action: Deny
+            source: {nets: [192.168.0.0/16, "fd00::/8"]}
+        """
+
+    static func ir() -> PolicyIR {
+        let manifest = Manifest(text: manifest, source: "test")
+        #expect(manifest.problems.isEmpty, "\(manifest.problems)")
+        var engine = PolicyEngine()
+        _ = engine.apply(manifest.resources.compactMap(PolicyResource.init).map { .upsert($0) })
+        return engine.ir
+    }
+
+    @Test func endpointsPoliciesAndSetsBecomeChainsMapsAndSets() throws {
+        let plan = NftCompiler.compile(Self.ir())
+        let policyChain = NftCompiler.chainName(policy: PolicyID(namespace: "x", name: "db"), .ingress)
+        // Dispatch: both endpoints in both maps; unknown cali interfaces fail closed.
+        #expect(
+            plan.maps["from-wl"] == ["cali0000000000a": "fw-cali0000000000a", "cali0000000000b": "fw-cali0000000000b"])
+        #expect(plan.maps["to-wl"]?["cali0000000000a"] == "tw-cali0000000000a")
+        let forward = try #require(plan.chains["forward"]).rules.map(\.nftText)
+        #expect(
+            forward == [
+                "ct state established,related accept",
+                "ct state invalid drop",
+                "meta mark set meta mark & 0xfffcffff",
+                "iifname vmap @from-wl",
+                "iifname \"cali*\" meta mark & 0x10000 == 0 drop comment \"unknown workload interface or egress denied\"",
+                "meta mark set meta mark & 0xfffcffff",
+                "oifname vmap @to-wl",
+                "oifname \"cali*\" meta mark & 0x10000 == 0 drop comment \"unknown workload interface or ingress denied\"",
+            ])
+        // a's ingress: the default tier with the policy, default deny, then the profile.
+        let ingressOfA = try #require(plan.chains["tw-cali0000000000a"]).rules.map(\.nftText)
+        #expect(
+            ingressOfA == [
+                "meta mark set meta mark & 0xfffcffff",
+                "meta mark set meta mark & 0xfffdffff",
+                "meta mark & 0x30000 == 0 jump \(policyChain) comment \"policy x/db\"",
+                "meta mark & 0x10000 != 0 return",
+                "meta mark & 0x20000 == 0 drop comment \"default deny of tier default\"",
+                "jump \(NftCompiler.chainName(profile: "kns.x", .ingress)) comment \"profile kns.x\"",
+                "meta mark & 0x10000 != 0 return",
+                "drop comment \"no profile matched\"",
+            ])
+        // b is not selected: only its profile.
+        #expect(plan.chains["tw-cali0000000000b"]?.rules.count == 4)
+        // The policy: two port alternatives, per family; then the deny per CIDR family.
+        let rules = try #require(plan.chains[policyChain]).rules.map(\.nftText)
+        let set = try #require(Self.ir().ipSets.keys.first)
+        let v4 = NftCompiler.setName(set, .ipv4)
+        #expect(
+            rules == [
+                "meta nfproto ipv4 meta l4proto 6 ip saddr @\(v4) th dport 80 meta mark set meta mark | 0x10000 return comment \"policy x/db rule 0\"",
+                "meta nfproto ipv4 meta l4proto 6 ip saddr @\(v4) th dport 8000-8080 meta mark set meta mark | 0x10000 return comment \"policy x/db rule 0\"",
+                "meta nfproto ipv6 meta l4proto 6 ip6 saddr @\(NftCompiler.setName(set, .ipv6)) th dport 80 meta mark set meta mark | 0x10000 return comment \"policy x/db rule 0\"",
+                "meta nfproto ipv6 meta l4proto 6 ip6 saddr @\(NftCompiler.setName(set, .ipv6)) th dport 8000-8080 meta mark set meta mark | 0x10000 return comment \"policy x/db rule 0\"",
+                "meta nfproto ipv4 ip saddr 192.168.0.0/16 drop comment \"policy x/db rule 1\"",
+                "meta nfproto ipv6 ip6 saddr fd00::/8 drop comment \"policy x/db rule 1\"",
+            ])
+        #expect(plan.sets[v4]?.elements == ["10.0.0.2/32"])
+        #expect(plan.sets[v4]?.kind == .ipv4Net)
+    }
+
+    @Test func overlappingCIDRsAreMerged() {
+        let merged = NftCompiler.merged(
+            ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.3/32", "192.168.1.0/24"].map { CIDR($0)! })
+        #expect(merged.map(\.description) == ["10.0.0.0/8", "192.168.1.0/24"])
+    }
+
+    @Test func namesAreStableAcrossRuns() {
+        let id = PolicyID(namespace: "x", name: "db")
+        #expect(NftCompiler.chainName(policy: id, .ingress) == NftCompiler.chainName(policy: id, .ingress))
+        #expect(NftCompiler.chainName(policy: id, .ingress).count == 19)
+        #expect(NftCompiler.chainName(policy: id, .egress).hasPrefix("po-"))
+    }
+}
+
+extension NftCompilerTests {
+    /// Writes the plan's text for a manual `nft -c -f` check (used while developing).
+    @Test func planTextIsWritten() throws {
+        let text = NftCompiler.compile(Self.ir()).nftText
+        #expect(text.hasPrefix("table inet tabby {"))
+        if let path = ProcessInfo.processInfo.environment["TABBY_NFT_PLAN_OUT"] {
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+}
