@@ -19,10 +19,19 @@ let package = Package(
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
+        .executable(name: "tabbyd", targets: ["tabbyd"]),
+    ],
+    // Dataplane backends are chosen at build time; among those compiled in, `tabbyd --dataplane`
+    // picks one at run time. `swift build --traits NFTables` builds with nftables only.
+    traits: [
+        .default(enabledTraits: ["NFTables"]),
+        .trait(name: "NFTables", description: "the nftables backend (libnftnl, libmnl)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -49,6 +58,7 @@ let package = Package(
             name: "TabbyDataplaneConformance",
             dependencies: [
                 "TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "TabbyCNI", "TabbyTestSupport",
+                "TabbyLab",
             ],
             path: "Modules/TabbyDataplaneConformance"
         ),
@@ -103,7 +113,41 @@ let package = Package(
         .executableTarget(
             name: "tabby",
             dependencies: ["TabbyCNI"],
-            path: "Modules/tabby"
+            path: "Modules/tabby",
+            // A runtime starts the plugin once per pod and verb: a position-dependent executable
+            // needs none of the ~120,000 load-time relocations a PIE of this size does, which
+            // measurably shortens every start (docs/benchmarks.md).
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+        ),
+        // The multi-node lab of network namespaces (tabbyctl lab).
+        .target(
+            name: "TabbyLab",
+            dependencies: ["TabbyCore", "TabbyNetlink"],
+            path: "Modules/TabbyLab"
+        ),
+        // The node agent's engine: datastore watch -> policy engine -> dataplane, routes, health.
+        .target(
+            name: "TabbyAgent",
+            dependencies: [
+                "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Modules/TabbyAgent"
+        ),
+        .executableTarget(
+            name: "tabbyd",
+            dependencies: [
+                "TabbyAgent", "TabbyCore", "TabbyStore", "TabbyDataplane", "TabbyNetlink",
+                .target(name: "TabbyNftables", condition: .when(traits: ["NFTables"])),
+                "TabbyCommands",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Modules/tabbyd"
         ),
         // Fakes shared by Tests/ and IntegrationTests/.
         .target(
@@ -119,6 +163,7 @@ let package = Package(
                 "TabbyStore",
                 "TabbyIPAM",
                 "TabbyPolicy",
+                "TabbyLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Modules/TabbyCommands"

@@ -42,7 +42,7 @@ public struct IPAMPlugin: Sendable {
     func openIPAM() throws(CNIError) -> IPAM {
         let datastore = try config.datastore()
         do {
-            return IPAM(store: try datastore.makeStore())
+            return IPAM(store: try datastore.makeStore(shortLived: true))
         } catch {
             throw Self.map(error)
         }

@@ -124,7 +124,7 @@ public struct NetworkPlugin: Sendable {
     func openStore() throws(CNIError) -> any KeyValueStore {
         if let storeOverride { return storeOverride }
         do {
-            return try config.datastore().makeStore()
+            return try config.datastore().makeStore(shortLived: true)
         } catch let error as CNIError {
             throw error
         } catch {

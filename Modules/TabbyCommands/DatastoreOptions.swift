@@ -4,7 +4,9 @@ import TabbyStore
 
 /// How a command reaches the datastore: flags, falling back to calicoctl's environment
 /// variables, falling back to the embedded store at /var/lib/tabby/tabby.db.
-struct DatastoreOptions: ParsableArguments {
+public struct DatastoreOptions: ParsableArguments {
+    public init() {}
+
     @Option(
         name: .long,
         help: "embedded or etcdv3 (env DATASTORE_TYPE; default embedded, or etcdv3 when etcd endpoints are given).")
@@ -31,7 +33,7 @@ struct DatastoreOptions: ParsableArguments {
     var etcdUsername: String?
 
     /// Flags win over the environment.
-    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws
+    public func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws
         -> DatastoreConfiguration
     {
         do {

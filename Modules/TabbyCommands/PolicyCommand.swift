@@ -14,6 +14,23 @@ public struct PolicyCommand: AsyncParsableCommand {
 
     public init() {}
 
+    /// Everything the policy engine reads, from the datastore, as the node agent sees it.
+    static func loadState(_ client: ResourceClient) async throws -> ClusterState {
+        var resources: [PolicyResource] = []
+        do {
+            for kind in [
+                ResourceKind.networkPolicy, .globalNetworkPolicy, .kubernetesNetworkPolicy, .tier, .profile,
+                .kubernetesNamespace, .networkSet, .globalNetworkSet, .workloadEndpoint,
+            ] {
+                resources += try await client.list(kind).items.compactMap(PolicyResource.init)
+            }
+        } catch {
+            printError("tabbyctl: \(error)")
+            throw ExitStatus.invalidInput
+        }
+        return ClusterState(resources)
+    }
+
     /// `tabbyctl policy explain --from NS/POD|ADDR --to NS/POD|ADDR --protocol tcp --port 80`
     public struct Explain: AsyncParsableCommand {
         public static let configuration = CommandConfiguration(
@@ -65,21 +82,7 @@ public struct PolicyCommand: AsyncParsableCommand {
         }
 
         public func run() async throws {
-            let client = try datastore.openClient()
-            var resources: [PolicyResource] = []
-            do {
-                for kind in [
-                    ResourceKind.networkPolicy, .globalNetworkPolicy, .kubernetesNetworkPolicy, .tier, .profile,
-                    .kubernetesNamespace,
-                    .networkSet, .globalNetworkSet, .workloadEndpoint,
-                ] {
-                    resources += try await client.list(kind).items.compactMap(PolicyResource.init)
-                }
-            } catch {
-                printError("tabbyctl: \(error)")
-                throw ExitStatus.invalidInput
-            }
-            let state = ClusterState(resources)
+            let state = try await PolicyCommand.loadState(try datastore.openClient())
             let ir = PolicyIR.compile(state)
             let source = try peer(from, state: state, ir: ir, flag: "--from")
             let destination = try peer(to, state: state, ir: ir, flag: "--to")

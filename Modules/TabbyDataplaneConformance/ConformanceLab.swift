@@ -1,6 +1,7 @@
 import Foundation
 import TabbyCNI
 import TabbyCore
+import TabbyLab
 import TabbyNetlink
 import TabbyPolicy
 import TabbyTestSupport
@@ -78,7 +79,8 @@ public final class ConformanceLab: @unchecked Sendable {
         try socket.createBridge(name: "uplink0", mtu: nil)
         guard let uplink = try socket.link(named: "uplink0") else { throw LabError("uplink0 did not appear") }
         try socket.setLink(index: uplink.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
-        try socket.addRoute(Route(destination: CIDR("0.0.0.0/0")!, outputIndex: uplink.index), replace: true)
+        try socket.addRoute(
+            Route(destination: CIDR("0.0.0.0/0")!, outputIndex: uplink.index, protocol: 4), replace: true)
         try NetworkNamespace.run(path: nodePath) { try Sysctl.set("net.ipv4.ip_forward", "1") }
     }
 
@@ -170,68 +172,4 @@ public final class ConformanceLab: @unchecked Sendable {
 public struct LabError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// Small Python programs run inside pod namespaces (python3 is on every machine of this kind):
-/// one server per pod, one prober per source pod and round.
-enum ProbeScripts {
-    /// TCP and UDP on 80 and 81: TCP answers "ok" and closes, UDP echoes.
-    static let server = """
-        import socket, select
-        socks = []
-        for port in (80, 81):
-            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            t.bind(("0.0.0.0", port)); t.listen(128); socks.append(t)
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u.bind(("0.0.0.0", port)); socks.append(u)
-        while True:
-            ready, _, _ = select.select(socks, [], [])
-            for s in ready:
-                if s.type == socket.SOCK_STREAM:
-                    c, _ = s.accept()
-                    try: c.sendall(b"ok")
-                    except OSError: pass
-                    c.close()
-                else:
-                    data, peer = s.recvfrom(2048)
-                    s.sendto(b"ok", peer)
-        """
-
-    /// argv: timeout, then targets `kind,address,port`; prints 1 or 0 per target, in order.
-    static let prober = """
-        import socket, sys, threading, os, struct, time
-        timeout = float(sys.argv[1])
-        targets = [t.split(",") for t in sys.argv[2].split()]
-        results = ["0"] * len(targets)
-        def checksum(data):
-            s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-            s = (s >> 16) + (s & 0xffff); s += s >> 16
-            return (~s) & 0xffff
-        def run(i, kind, addr, port):
-            try:
-                if kind == "tcp":
-                    s = socket.create_connection((addr, int(port)), timeout=timeout)
-                    s.settimeout(timeout); ok = s.recv(2) == b"ok"; s.close()
-                elif kind == "udp":
-                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
-                    s.sendto(b"x", (addr, int(port))); ok = s.recvfrom(16)[0] == b"ok"; s.close()
-                else:
-                    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(timeout)
-                    ident = (os.getpid() * 31 + i) & 0xffff
-                    header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-                    packet = struct.pack("!BBHHH", 8, 0, checksum(header + b"tabby!"), ident, 1) + b"tabby!"
-                    s.sendto(packet, (addr, 0)); ok = False; end = time.time() + timeout
-                    while time.time() < end and not ok:
-                        data = s.recv(2048); icmp = data[(data[0] & 0x0f) * 4:]
-                        ok = icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident
-                    s.close()
-                results[i] = "1" if ok else "0"
-            except OSError:
-                results[i] = "0"
-        threads = [threading.Thread(target=run, args=(i, *t)) for i, t in enumerate(targets)]
-        for t in threads: t.start()
-        for t in threads: t.join()
-        print(" ".join(results))
-        """
 }

@@ -106,10 +106,10 @@ public final class NftablesDataplane: Dataplane {
         } else {
             drift.append("table inet \(NftPlan.tableName) is missing")
         }
-        if !drift.isEmpty {
-            try committer.commit([.replaceTable(wanted)])
-            state.withLock { $0.plan = wanted }
-        }
+        if !drift.isEmpty { try committer.commit([.replaceTable(wanted)]) }
+        // Matching or repaired, the kernel now holds `wanted`: later applies diff against it (a
+        // restarted agent adopts its rules instead of rebuilding them).
+        state.withLock { $0.plan = wanted }
         return drift.sorted()
     }
 

@@ -5,7 +5,8 @@ import Testing
 
 /// The backends every conformance test runs against.
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case memory, sqlite, etcd
+    /// `sqliteSingleConnection`: the one-connection mode the CNI plugin opens.
+    case memory, sqlite, sqliteSingleConnection, etcd
 
     var testDescription: String { rawValue }
 
@@ -16,11 +17,12 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case .memory:
             let store = InMemoryStore()
             return (store, prefix, { await store.close() })
-        case .sqlite:
+        case .sqlite, .sqliteSingleConnection:
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "tabby-store-\(UUID().uuidString)")
-            let store = try SQLiteStore(
-                configuration: SQLiteStoreConfiguration(path: directory.appendingPathComponent("tabby.db").path))
+            var configuration = SQLiteStoreConfiguration(path: directory.appendingPathComponent("tabby.db").path)
+            configuration.singleConnection = self == .sqliteSingleConnection
+            let store = try SQLiteStore(configuration: configuration)
             return (
                 store, prefix,
                 {

@@ -323,6 +323,11 @@ public struct NodeBGPSpec: Codable, Hashable, Sendable {
     public var ipv4IPIPTunnelAddr: String?
     public var asNumber: ASNumber?
     public var routeReflectorClusterID: String?
+
+    public init(ipv4Address: String? = nil, ipv6Address: String? = nil) {
+        self.ipv4Address = ipv4Address
+        self.ipv6Address = ipv6Address
+    }
 }
 
 public struct OrchestratorReference: Codable, Hashable, Sendable {

@@ -120,11 +120,15 @@ public struct DatastoreConfiguration: Sendable, Hashable {
     }
 
     /// Opens the configured store.
-    public func makeStore() throws(StoreError) -> any KeyValueStore {
+    /// `shortLived`: the caller is a one-shot process (the CNI plugin): an embedded store opens
+    /// one connection instead of a pool, which is cheaper to open.
+    public func makeStore(shortLived: Bool = false) throws(StoreError) -> any KeyValueStore {
         try check()
         switch kind {
         case .embedded:
-            return try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+            var configuration = SQLiteStoreConfiguration(path: path)
+            configuration.singleConnection = shortLived
+            return try SQLiteStore(configuration: configuration)
         case .etcdv3:
             return try EtcdStore(
                 configuration: EtcdConfiguration(

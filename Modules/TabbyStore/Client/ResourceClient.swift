@@ -281,7 +281,20 @@ public struct ResourceClient: Sendable {
         }
     }
 
-    static func decode(_ kv: KeyValue, as kind: ResourceKind) throws(ResourceError) -> AnyResource {
+    /// The resource kind a key belongs to (`/tabby/v3/<plural>/...`), nil for other keys.
+    public static func kind(ofKey key: String) -> ResourceKind? {
+        guard key.hasPrefix(keyPrefix) else { return nil }
+        let plural = key.dropFirst(keyPrefix.count).prefix { $0 != "/" }
+        return ResourceKind.allCases.first { $0.plural == plural }
+    }
+
+    /// Decodes a stored resource of any kind (as a watch over the whole prefix delivers them).
+    public static func decode(_ kv: KeyValue) throws(ResourceError) -> AnyResource? {
+        guard let kind = kind(ofKey: kv.key) else { return nil }
+        return try decode(kv, as: kind)
+    }
+
+    public static func decode(_ kv: KeyValue, as kind: ResourceKind) throws(ResourceError) -> AnyResource {
         func decodeAs<T: ResourceObject>(_ type: T.Type) throws -> AnyResource {
             var value = try JSONDecoder().decode(T.self, from: kv.value)
             value.metadata.resourceVersion = String(kv.modRevision)

@@ -51,7 +51,7 @@ enum SQLiteSchema {
     /// open a new file at once: creation happens in one IMMEDIATE transaction that re-checks the
     /// version, so the first process creates and the others find it done. Never modifies a file
     /// that holds something else.
-    static func prepare(_ pool: DatabasePool, path: String) throws {
+    static func prepare(_ pool: any DatabaseWriter, path: String) throws {
         // Fast path (every CNI call opens the store): a read, no write lock.
         let state = try pool.read { db in try check(db, path: path) }
         if case .ready = state { return }

@@ -15,8 +15,8 @@ public final class SQLiteStore: KeyValueStore {
     public var name: String { configuration.path }
 
     private struct State {
-        /// nil once closed.
-        var pool: DatabasePool?
+        /// A pool, or one connection (`singleConnection`); nil once closed.
+        var pool: (any DatabaseWriter)?
         var watches: [UInt64: Task<Void, Never>] = [:]
         var nextWatchID: UInt64 = 0
     }
@@ -35,10 +35,17 @@ public final class SQLiteStore: KeyValueStore {
         grdbConfiguration.busyMode = .timeout(configuration.busyTimeoutSeconds)
         grdbConfiguration.maximumReaderCount = 4
         grdbConfiguration.label = "TabbyStore"
-        let pool: DatabasePool
+        let pool: any DatabaseWriter
         do {
             try SQLiteSchema.checkHeader(path: path)
-            pool = try DatabasePool(path: path, configuration: grdbConfiguration)
+            if configuration.singleConnection {
+                // A queue does not switch the file to WAL by itself (a new file must be WAL, so
+                // that long-lived processes' readers never block this writer).
+                grdbConfiguration.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+                pool = try DatabaseQueue(path: path, configuration: grdbConfiguration)
+            } else {
+                pool = try DatabasePool(path: path, configuration: grdbConfiguration)
+            }
         } catch {
             throw SQLiteErrorMapping.storeError(error, path: path, busyTimeout: configuration.busyTimeout)
         }
@@ -242,7 +249,7 @@ public final class SQLiteStore: KeyValueStore {
         // the cooperative pool, which they could otherwise starve into a deadlock.
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
-                pool.releaseMemory()
+                (pool as? DatabasePool)?.releaseMemory()
                 try? pool.close()
                 continuation.resume()
             }
@@ -255,7 +262,7 @@ public final class SQLiteStore: KeyValueStore {
         .unavailable(store: name, reason: "the store \(name) has been closed; open it again")
     }
 
-    private func currentPool() throws(StoreError) -> DatabasePool {
+    private func currentPool() throws(StoreError) -> any DatabaseWriter {
         guard let pool = state.withLock({ $0.pool }) else { throw closedError }
         return pool
     }
@@ -274,7 +281,16 @@ public final class SQLiteStore: KeyValueStore {
     private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
         let pool = try currentPool()
         do {
-            return try await pool.write(body)
+            // IMMEDIATE, explicitly: a deferred transaction that reads and then writes can fail
+            // with SQLITE_BUSY at the upgrade without waiting for the busy timeout.
+            return try await pool.writeWithoutTransaction { db in
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
         } catch {
             throw SQLiteErrorMapping.storeError(error, path: name, busyTimeout: configuration.busyTimeout)
         }

@@ -18,6 +18,9 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// How often a watch polls for changes made by other processes (cheap: one read of the
     /// revision row); default 25 ms.
     public var watchPollInterval: Duration
+    /// One database connection instead of a pool of readers and a writer. For short-lived
+    /// processes (each CNI call): a pool costs about 2 ms more to open than it can save.
+    public var singleConnection = false
 
     public init(
         path: String = defaultPath, historyRetention: Int = 10_000, busyTimeout: Duration = .seconds(30),

@@ -62,7 +62,7 @@ struct SQLiteWatchPoller: Sendable {
     }
 
     func run(
-        pool: DatabasePool, after revision: Revision,
+        pool: any DatabaseReader, after revision: Revision,
         continuation: AsyncThrowingStream<WatchEvent, any Error>.Continuation
     ) async {
         // Revisions start at 1: "after" anything below 0 means the whole history.
