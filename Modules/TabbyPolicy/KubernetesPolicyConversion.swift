@@ -12,7 +12,10 @@ public enum KubernetesPolicyConversion {
     public static let order = 1000.0
 
     /// The Calico name of Kubernetes policy `name`.
-    public static func calicoName(_ name: String) -> String { "knp.default.\(name)" }
+    public static func calicoName(_ name: String) -> String { namePrefix + name }
+
+    /// What `calicoName` puts in front of a Kubernetes policy's name.
+    public static let namePrefix = "knp.default."
 
     /// The Calico policy for `policy` (defaults applied first: TCP ports, policyTypes).
     public static func convert(_ policy: KubernetesNetworkPolicy) -> NetworkPolicy {

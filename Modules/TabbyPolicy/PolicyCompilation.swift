@@ -70,10 +70,34 @@ public struct ResolvedPolicy: Hashable, Sendable {
         }
     }
 
+    /// Where the policy goes in the programs of the endpoints it selects.
+    var placement: PolicyPlacement { PolicyPlacement(self) }
+
     /// Whether the policy applies to an endpoint with `labels` for `direction`.
     public func selects(_ labels: [String: String], for direction: Direction) -> Bool {
         guard let endpointSelector, types.contains(direction == .ingress ? .ingress : .egress) else { return false }
         return endpointSelector.matches(labels)
+    }
+}
+
+/// What an endpoint's program needs of a policy that selects it: small, so building and
+/// sorting thousands of programs copies little.
+struct PolicyPlacement: Hashable, Sendable {
+    var id: PolicyID
+    /// `id.description`, made once: policies with equal order sort by it.
+    var sortName: String
+    var tier: String
+    var order: Double?
+    var ingress: Bool
+    var egress: Bool
+
+    init(_ policy: ResolvedPolicy) {
+        id = policy.id
+        sortName = policy.id.description
+        tier = policy.tier
+        order = policy.order
+        ingress = policy.types.contains(.ingress)
+        egress = policy.types.contains(.egress)
     }
 }
 
@@ -268,19 +292,69 @@ enum ProgramCompiler {
     }
 }
 
+/// Something rule selectors select: it has labels and contributes addresses to IP sets.
+enum SelectableKey: Hashable, Sendable {
+    case workloadEndpoint(EndpointKey)
+    case networkSet(ResourceName)
+    case globalNetworkSet(String)
+
+    /// The workload endpoint this is, if it is one (only endpoints are selected by policies).
+    var workloadEndpoint: EndpointKey? {
+        if case .workloadEndpoint(let key) = self { return key }
+        return nil
+    }
+}
+
+extension ClusterState {
+    /// Every object selectors can select.
+    var selectableKeys: [SelectableKey] {
+        workloadEndpoints.keys.map(SelectableKey.workloadEndpoint) + networkSets.keys.map(SelectableKey.networkSet)
+            + globalNetworkSets.keys.map(SelectableKey.globalNetworkSet)
+    }
+
+    /// The labels selectors see on an object; nil when it does not exist.
+    func labels(of key: SelectableKey) -> [String: String]? {
+        switch key {
+        case .workloadEndpoint(let name): return workloadEndpoints[name].map { labels(of: $0) }
+        case .networkSet(let name): return networkSets[name].map { labels(of: $0) }
+        case .globalNetworkSet(let name): return globalNetworkSets[name].map { $0.metadata.labels ?? [:] }
+        }
+    }
+
+    /// A label index over every selectable object.
+    func labelIndex() -> LabelIndex<SelectableKey> {
+        var index = LabelIndex<SelectableKey>()
+        for key in selectableKeys { index.update(key, labels: labels(of: key)) }
+        return index
+    }
+}
+
 /// Membership rules shared by the from-scratch compiler and the incremental engine.
 enum Membership {
-    /// What one endpoint contributes to a set.
-    static func members(
-        of definition: IPSetDefinition, endpoint: WorkloadEndpoint, labels: [String: String]
-    ) -> Set<IPSetMember> {
-        guard definition.selector.matches(labels) else { return [] }
-        let addresses = ClusterState.addresses(of: endpoint)
+    /// What an object the set's selector matches contributes to it: an endpoint its addresses
+    /// (or, for a named-port set, its ports of that name), a network set its nets.
+    static func members(of definition: IPSetDefinition, from key: SelectableKey, state: ClusterState)
+        -> Set<IPSetMember>
+    {
+        switch key {
+        case .workloadEndpoint(let name):
+            guard let endpoint = state.workloadEndpoints[name] else { return [] }
+            return members(of: definition, addresses: ClusterState.addresses(of: endpoint), ports: endpoint.spec.ports)
+        case .networkSet(let name):
+            return members(of: definition, nets: state.networkSets[name]?.spec.nets)
+        case .globalNetworkSet(let name):
+            return members(of: definition, nets: state.globalNetworkSets[name]?.spec.nets)
+        }
+    }
+
+    private static func members(of definition: IPSetDefinition, addresses: [IPAddress], ports: [EndpointPort]?)
+        -> Set<IPSetMember>
+    {
         guard let namedPort = definition.namedPort else {
             return Set(addresses.map { .net(CIDR(network: $0, prefixLength: $0.bitWidth)) })
         }
         var members: Set<IPSetMember> = []
-        for port in endpoint.spec.ports ?? []
+        for port in ports ?? []
         where port.name == namedPort.name && port.protocol.protocolNumber == namedPort.protocolNumber {
             for address in addresses {
                 members.insert(.addressPort(address, protocolNumber: namedPort.protocolNumber, port: port.port))
@@ -289,100 +363,107 @@ enum Membership {
         return members
     }
 
-    /// What a network set contributes (network sets have no named ports).
-    static func members(of definition: IPSetDefinition, nets: [String]?, labels: [String: String]) -> Set<IPSetMember> {
-        guard definition.namedPort == nil, definition.selector.matches(labels) else { return [] }
+    /// Network sets have no named ports.
+    private static func members(of definition: IPSetDefinition, nets: [String]?) -> Set<IPSetMember> {
+        guard definition.namedPort == nil else { return [] }
         return Set((nets ?? []).compactMap { CIDR($0) }.map { .net($0) })
     }
 
-    /// An endpoint's program given the compiled policies in force.
-    static func program(
-        for endpoint: WorkloadEndpoint,
-        labels: [String: String],
-        policies: [PolicyID: ResolvedPolicy],
-        compiled: Set<PolicyID>,
-        state: ClusterState
-    ) -> EndpointProgram {
-        func tiers(_ direction: Direction) -> [TierBinding] {
-            var byTier: [String: [ResolvedPolicy]] = [:]
-            for policy in policies.values where compiled.contains(policy.id) && policy.selects(labels, for: direction) {
-                byTier[policy.tier, default: []].append(policy)
-            }
-            var bindings: [TierBinding] = byTier.map { name, members in
-                let settings = state.tierSettings(name)
-                let ordered = members.sorted { left, right in
-                    let leftOrder = left.order ?? .infinity
-                    let rightOrder = right.order ?? .infinity
-                    return leftOrder != rightOrder ? leftOrder < rightOrder : left.id < right.id
-                }
-                return TierBinding(
-                    name: name, order: settings.order, defaultAction: settings.defaultAction,
-                    policies: ordered.map(\.id))
-            }
-            bindings.sort { left, right in
-                let leftOrder = left.order ?? .infinity
-                let rightOrder = right.order ?? .infinity
-                return leftOrder != rightOrder ? leftOrder < rightOrder : left.name < right.name
-            }
-            return bindings
-        }
+    /// An endpoint's program given the compiled policies whose selector matches it (in any
+    /// direction, any order).
+    static func program(for endpoint: WorkloadEndpoint, selectedBy matching: [PolicyPlacement], state: ClusterState)
+        -> EndpointProgram
+    {
         let key = EndpointKey(namespace: endpoint.metadata.namespace ?? "default", name: endpoint.metadata.name)
         return EndpointProgram(
             endpoint: key,
             addresses: ClusterState.addresses(of: endpoint),
             interfaceName: endpoint.spec.interfaceName,
-            ingress: tiers(.ingress),
-            egress: tiers(.egress),
+            ingress: tiers(matching.filter(\.ingress), state),
+            egress: tiers(matching.filter(\.egress), state),
             profiles: state.profileNames(of: endpoint))
     }
+
+    /// The tiers of `placements`, in order, each with its policies in order.
+    private static func tiers(_ placements: [PolicyPlacement], _ state: ClusterState) -> [TierBinding] {
+        var byTier: [String: [PolicyPlacement]] = [:]
+        for placement in placements { byTier[placement.tier, default: []].append(placement) }
+        var bindings: [TierBinding] = byTier.map { name, members in
+            let settings = state.tierSettings(name)
+            let ordered = members.sorted { left, right in
+                let leftOrder = left.order ?? .infinity
+                let rightOrder = right.order ?? .infinity
+                return leftOrder != rightOrder ? leftOrder < rightOrder : left.sortName < right.sortName
+            }
+            return TierBinding(
+                name: name, order: settings.order, defaultAction: settings.defaultAction, policies: ordered.map(\.id))
+        }
+        bindings.sort { left, right in
+            let leftOrder = left.order ?? .infinity
+            let rightOrder = right.order ?? .infinity
+            return leftOrder != rightOrder ? leftOrder < rightOrder : left.name < right.name
+        }
+        return bindings
+    }
+}
+
+/// How the compiler finds what a selector matches. The index is the real path; the scan is
+/// the plain definition, kept so tests can check the two agree.
+enum SelectorMatching: Sendable {
+    case indexed
+    case scan
 }
 
 extension PolicyIR {
     /// Compiles the whole state from scratch: the specification the incremental engine must
     /// always agree with.
-    public static func compile(_ state: ClusterState) -> PolicyIR {
+    public static func compile(_ state: ClusterState) -> PolicyIR { compile(state, matching: .indexed) }
+
+    static func compile(_ state: ClusterState, matching: SelectorMatching) -> PolicyIR {
+        let index = state.labelIndex()
+        func matches(_ selector: Selector) -> [SelectableKey] {
+            matching == .indexed ? index.matching(selector) : index.scanning(selector)
+        }
         let policies = state.allPolicies
         var compiledPolicies: [PolicyID: CompiledUnit<PolicyProgram>] = [:]
+        // Each policy's selector is matched once, through the index: the endpoints it selects.
+        var selecting: [EndpointKey: [PolicyPlacement]] = [:]
         for (id, policy) in policies {
-            if case .success(let unit) = ProgramCompiler.compile(policy) { compiledPolicies[id] = unit }
+            guard case .success(let unit) = ProgramCompiler.compile(policy), let selector = policy.endpointSelector
+            else { continue }
+            compiledPolicies[id] = unit
+            let placement = policy.placement
+            for key in matches(selector) {
+                if let endpoint = key.workloadEndpoint { selecting[endpoint, default: []].append(placement) }
+            }
         }
         var ir = PolicyIR()
-        for endpoint in state.workloadEndpoints.values {
-            let labels = state.labels(of: endpoint)
-            let program = Membership.program(
-                for: endpoint, labels: labels, policies: policies, compiled: Set(compiledPolicies.keys), state: state)
-            ir.endpoints[program.endpoint] = program
+        for (name, endpoint) in state.workloadEndpoints {
+            ir.endpoints[name] = Membership.program(for: endpoint, selectedBy: selecting[name] ?? [], state: state)
         }
         var definitions: [IPSetID: IPSetDefinition] = [:]
+        var compiledProfiles: [String: CompiledUnit<ProfileProgram>?] = [:]
         for program in ir.endpoints.values {
-            for id in Direction.allCases.flatMap({ program.tiers($0) }).flatMap(\.policies) {
+            for id in Direction.allCases.flatMap({ program.tiers($0) }).flatMap(\.policies)
+            where ir.policies[id] == nil {
                 guard let unit = compiledPolicies[id] else { continue }
                 ir.policies[id] = unit.program
                 definitions.merge(unit.sets) { first, _ in first }
             }
-            for name in program.profiles {
-                guard let profile = state.profile(named: name),
-                    case .success(let unit) = ProgramCompiler.compile(profile)
-                else { continue }
+            for name in program.profiles where ir.profiles[name] == nil {
+                if compiledProfiles.index(forKey: name) == nil {
+                    compiledProfiles[name] = .some(
+                        state.profile(named: name).flatMap { try? ProgramCompiler.compile($0).get() })
+                }
+                guard let unit = compiledProfiles[name] ?? nil else { continue }
                 ir.profiles[name] = unit.program
                 definitions.merge(unit.sets) { first, _ in first }
             }
         }
         for (id, definition) in definitions {
             var set = IPSet(definition: definition)
-            for endpoint in state.workloadEndpoints.values {
-                set.members.formUnion(
-                    Membership.members(of: definition, endpoint: endpoint, labels: state.labels(of: endpoint)))
-            }
-            for networkSet in state.networkSets.values {
-                set.members.formUnion(
-                    Membership.members(of: definition, nets: networkSet.spec.nets, labels: state.labels(of: networkSet))
-                )
-            }
-            for networkSet in state.globalNetworkSets.values {
-                set.members.formUnion(
-                    Membership.members(
-                        of: definition, nets: networkSet.spec.nets, labels: networkSet.metadata.labels ?? [:]))
+            for key in matches(definition.selector) {
+                set.members.formUnion(Membership.members(of: definition, from: key, state: state))
             }
             ir.ipSets[id] = set
         }

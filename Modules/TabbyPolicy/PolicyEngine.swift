@@ -8,12 +8,16 @@ public enum PolicyUpdate: Hashable, Sendable {
 
 /// Maintains the IR as resources change, and reports each change as a `PolicyDelta`.
 ///
-/// Incremental where it pays: a policy or profile is recompiled only when it changes; an IP
-/// set's members are kept as per-contributor contributions (endpoint, network set), so an
-/// endpoint or network set update re-matches only that object against each set, and a new set
-/// is filled by one scan. Endpoint programs are recomputed for the endpoints an update can
-/// affect (all of them for a policy or tier change). The delta is then found by comparing the
-/// previous and the new IR per set, policy, profile and endpoint.
+/// A batch of updates first changes the state and notes what they touch (objects whose labels
+/// or addresses may have changed, policies, profiles, tiers); at its end the engine
+/// - re-derives the touched objects' labels into a label index,
+/// - recompiles the touched policies and profiles (a new IP set is filled through the index),
+/// - re-matches the touched objects against every set, and every touched policy's selector
+///   against the endpoints (through the index), keeping both directions of "policy selects
+///   endpoint" so an endpoint's program is rebuilt from its own policies,
+/// - rebuilds the programs of the endpoints whose policies, tiers or addresses changed,
+/// - and publishes only the sets, policies, profiles and endpoints it touched: the delta is
+///   found by comparing those alone, so its cost follows the change, not the cluster.
 ///
 /// Contract: after any sequence of updates, `ir == PolicyIR.compile(state)`.
 public struct PolicyEngine: Sendable {
@@ -23,62 +27,96 @@ public struct PolicyEngine: Sendable {
     /// Policies and profiles that failed to compile (they select or apply to nothing), with why.
     public private(set) var problems: [String: String] = [:]
 
-    private enum Contributor: Hashable, Sendable {
-        case endpoint(ResourceName)
-        case networkSet(ResourceName)
-        case globalNetworkSet(String)
-    }
-
     private struct SetState: Sendable {
         var definition: IPSetDefinition
+        /// How many compiled policies and profiles reference the set.
         var references = 0
-        var contributions: [Contributor: Set<IPSetMember>] = [:]
-        /// How many contributors give each member.
+        var contributions: [SelectableKey: Set<IPSetMember>] = [:]
+        /// How many contributors give each member; `members` are those with a count.
         var counts: [IPSetMember: Int] = [:]
+        var members: Set<IPSetMember> = []
 
-        mutating func setContribution(_ members: Set<IPSetMember>, from contributor: Contributor) {
+        /// Replaces a contributor's members; true when the set's members changed.
+        mutating func setContribution(_ new: Set<IPSetMember>, from contributor: SelectableKey) -> Bool {
             let old = contributions[contributor] ?? []
-            if old == members { return }
-            for member in old.subtracting(members) {
+            if old == new { return false }
+            var changed = false
+            for member in old.subtracting(new) {
                 let count = (counts[member] ?? 1) - 1
                 counts[member] = count == 0 ? nil : count
+                if count == 0 {
+                    members.remove(member)
+                    changed = true
+                }
             }
-            for member in members.subtracting(old) { counts[member, default: 0] += 1 }
-            contributions[contributor] = members.isEmpty ? nil : members
+            for member in new.subtracting(old) {
+                counts[member, default: 0] += 1
+                if counts[member] == 1 {
+                    members.insert(member)
+                    changed = true
+                }
+            }
+            contributions[contributor] = new.isEmpty ? nil : new
+            return changed
         }
     }
 
-    private var policies: [PolicyID: ResolvedPolicy] = [:]
     private var compiledPolicies: [PolicyID: CompiledUnit<PolicyProgram>] = [:]
+    /// The placement and endpoint selector of every compiled policy.
+    private var placements: [PolicyID: PolicyPlacement] = [:]
+    private var selectors: [PolicyID: Selector] = [:]
     private var compiledProfiles: [String: CompiledUnit<ProfileProgram>] = [:]
-    private var endpointLabels: [EndpointKey: [String: String]] = [:]
+    private var index = LabelIndex<SelectableKey>()
+    /// For each compiled policy, the endpoints its selector matches (either direction).
+    private var selectedEndpoints: [PolicyID: Set<EndpointKey>] = [:]
+    /// The inverse: for each endpoint, the compiled policies whose selector matches it.
+    private var selectingPolicies: [EndpointKey: Set<PolicyID>] = [:]
     private var programs: [EndpointKey: EndpointProgram] = [:]
     private var sets: [IPSetID: SetState] = [:]
-    /// Set within a batch when a policy or tier changed: every program is recomputed at its end.
-    private var programsStale = false
+    /// How many endpoint programs name each policy and profile: those with users are published.
+    private var policyUsers: [PolicyID: Int] = [:]
+    private var profileUsers: [String: Int] = [:]
+    /// How many published policies and profiles reference each set: those with users are published.
+    private var setUsers: [IPSetID: Int] = [:]
+    /// The sets each published policy and profile references, as published.
+    private var publishedPolicySets: [PolicyID: [IPSetID]] = [:]
+    private var publishedProfileSets: [String: [IPSetID]] = [:]
+
+    /// What the updates of the current batch touched.
+    private struct Pending {
+        var objects: Set<SelectableKey> = []
+        var policies: [PolicyID: ResolvedPolicy?] = [:]
+        var profiles: Set<String> = []
+        var tiers: Set<String> = []
+    }
+
+    /// What the end of a batch changed, for publishing.
+    private struct Touched {
+        var sets: Set<IPSetID> = []
+        var policies: Set<PolicyID> = []
+        var profiles: Set<String> = []
+        var endpoints: Set<EndpointKey> = []
+    }
 
     public init() {}
 
     /// Applies `updates` in order and returns the combined delta.
     @discardableResult
     public mutating func apply(_ updates: [PolicyUpdate]) -> PolicyDelta {
-        let before = ir
-        programsStale = false
+        var pending = Pending()
         for update in updates {
             switch update {
             case .upsert(let resource):
                 state.upsert(resource)
-                refresh(after: resource.key)
+                note(resource.key, in: &pending)
             case .delete(let key):
                 state.delete(key)
-                refresh(after: key)
+                note(key, in: &pending)
             }
         }
-        // Policy and tier changes recompute every endpoint's program once per batch, not once
-        // per change: loading 1,000 policies is one pass over the endpoints, not 1,000.
-        if programsStale { refreshAllPrograms() }
-        publish()
-        return PolicyDelta.between(before, ir)
+        // Resolved at the end, once: the last version of each policy counts.
+        for id in pending.policies.keys { pending.policies[id] = resolvedPolicy(id) }
+        return settle(pending)
     }
 
     @discardableResult
@@ -89,135 +127,242 @@ public struct PolicyEngine: Sendable {
 
     // MARK: - What each kind of change touches
 
-    private mutating func refresh(after key: PolicyResourceKey) {
+    private func note(_ key: PolicyResourceKey, in pending: inout Pending) {
         switch key.kind {
         case .workloadEndpoint:
-            refreshEndpoint(key.name)
+            pending.objects.insert(.workloadEndpoint(key.name))
         case .networkSet:
-            refreshNetworkSet(key.name)
+            pending.objects.insert(.networkSet(key.name))
         case .globalNetworkSet:
-            refreshGlobalNetworkSet(key.name.name)
+            pending.objects.insert(.globalNetworkSet(key.name.name))
         case .kubernetesNamespace:
-            let namespace = key.name.name
-            refreshProfile("kns.\(namespace)")
-            // Every endpoint naming kns.<namespace> (normally exactly the namespace's own).
-            for (name, endpoint) in state.workloadEndpoints
-            where state.profileNames(of: endpoint).contains("kns.\(namespace)") {
-                refreshEndpoint(name)
+            // The namespace's labels reach its endpoints (those naming kns.<namespace>) and
+            // network sets as `pcns.*`.
+            let profile = "kns.\(key.name.name)"
+            pending.profiles.insert(profile)
+            for (name, endpoint) in state.workloadEndpoints where state.profileNames(of: endpoint).contains(profile) {
+                pending.objects.insert(.workloadEndpoint(name))
             }
-            for name in state.networkSets.keys where name.namespace == namespace { refreshNetworkSet(name) }
+            for name in state.networkSets.keys where name.namespace == key.name.name {
+                pending.objects.insert(.networkSet(name))
+            }
         case .profile:
-            refreshProfile(key.name.name)
+            pending.profiles.insert(key.name.name)
             for (name, endpoint) in state.workloadEndpoints
             where state.profileNames(of: endpoint).contains(key.name.name) {
-                refreshEndpoint(name)
+                pending.objects.insert(.workloadEndpoint(name))
             }
-        case .networkPolicy:
-            refreshPolicy(key.name, resolved: state.networkPolicies[key.name].map(ResolvedPolicy.init))
-            programsStale = true
+        case .networkPolicy, .globalNetworkPolicy:
+            pending.policies[key.name] = .some(nil)
         case .kubernetesNetworkPolicy:
             let id = PolicyID(namespace: key.name.namespace, name: KubernetesPolicyConversion.calicoName(key.name.name))
-            let resolved = state.kubernetesNetworkPolicies[key.name].map {
-                ResolvedPolicy(KubernetesPolicyConversion.convert($0))
-            }
-            refreshPolicy(id, resolved: resolved)
-            programsStale = true
-        case .globalNetworkPolicy:
-            refreshPolicy(key.name, resolved: state.globalNetworkPolicies[key.name.name].map(ResolvedPolicy.init))
-            programsStale = true
+            pending.policies[id] = .some(nil)
         case .tier:
-            programsStale = true
+            pending.tiers.insert(key.name.name)
         default:
             break
         }
     }
 
-    private mutating func refreshPolicy(_ id: PolicyID, resolved: ResolvedPolicy?) {
-        if let old = compiledPolicies.removeValue(forKey: id) { release(old.sets) }
-        policies[id] = resolved
-        problems[id.description] = nil
-        guard let resolved else { return }
-        if let problem = resolved.problem { problems[id.description] = problem }
-        switch ProgramCompiler.compile(resolved) {
-        case .success(let unit):
-            compiledPolicies[id] = unit
-            retain(unit.sets)
-        case .failure(let problem):
-            problems[id.description] = problem.description
-        case nil:
-            break
+    /// The policy named `id` in the current state, Kubernetes ones converted.
+    private func resolvedPolicy(_ id: PolicyID) -> ResolvedPolicy? {
+        guard let namespace = id.namespace else {
+            return state.globalNetworkPolicies[id.name].map(ResolvedPolicy.init)
         }
-    }
-
-    private mutating func refreshProfile(_ name: String) {
-        if let old = compiledProfiles.removeValue(forKey: name) { release(old.sets) }
-        problems["profile \(name)"] = nil
-        guard let profile = state.profile(named: name) else { return }
-        switch ProgramCompiler.compile(profile) {
-        case .success(let unit):
-            compiledProfiles[name] = unit
-            retain(unit.sets)
-        case .failure(let problem):
-            problems["profile \(name)"] = problem.description
-        }
-    }
-
-    /// Re-derives one endpoint's labels, its contribution to every set, and its program.
-    private mutating func refreshEndpoint(_ name: EndpointKey) {
-        guard let endpoint = state.workloadEndpoints[name] else {
-            endpointLabels[name] = nil
-            programs[name] = nil
-            for id in Array(sets.keys) { sets[id]!.setContribution([], from: .endpoint(name)) }
-            return
-        }
-        let labels = state.labels(of: endpoint)
-        endpointLabels[name] = labels
-        for id in Array(sets.keys) {
-            let members = Membership.members(of: sets[id]!.definition, endpoint: endpoint, labels: labels)
-            sets[id]!.setContribution(members, from: .endpoint(name))
-        }
-        programs[name] = Membership.program(
-            for: endpoint, labels: labels, policies: policies, compiled: Set(compiledPolicies.keys), state: state)
-    }
-
-    private mutating func refreshAllPrograms() {
-        let compiled = Set(compiledPolicies.keys)
-        for (name, endpoint) in state.workloadEndpoints {
-            let labels = endpointLabels[name] ?? state.labels(of: endpoint)
-            programs[name] = Membership.program(
-                for: endpoint, labels: labels, policies: policies, compiled: compiled, state: state)
-        }
-    }
-
-    private mutating func refreshNetworkSet(_ name: ResourceName) {
-        let networkSet = state.networkSets[name]
-        let labels = networkSet.map { state.labels(of: $0) }
-        for id in Array(sets.keys) {
-            var members: Set<IPSetMember> = []
-            if let networkSet, let labels {
-                members = Membership.members(of: sets[id]!.definition, nets: networkSet.spec.nets, labels: labels)
+        if id.name.hasPrefix(KubernetesPolicyConversion.namePrefix) {
+            let name = ResourceName(
+                namespace: namespace, name: String(id.name.dropFirst(KubernetesPolicyConversion.namePrefix.count)))
+            if let policy = state.kubernetesNetworkPolicies[name] {
+                return ResolvedPolicy(KubernetesPolicyConversion.convert(policy))
             }
-            sets[id]!.setContribution(members, from: .networkSet(name))
+        }
+        return state.networkPolicies[id].map(ResolvedPolicy.init)
+    }
+
+    // MARK: - Settling a batch
+
+    private mutating func settle(_ pending: Pending) -> PolicyDelta {
+        var touched = Touched()
+        // 1. Labels of the touched objects, into the index.
+        for key in pending.objects { index.update(key, labels: state.labels(of: key)) }
+        // 2. Recompile touched policies and profiles; new sets are filled from the index.
+        var oldUnits: [[IPSetID: IPSetDefinition]] = []
+        for (id, resolved) in pending.policies {
+            if let old = compiledPolicies.removeValue(forKey: id) { oldUnits.append(old.sets) }
+            placements[id] = nil
+            selectors[id] = nil
+            problems[id.description] = nil
+            touched.policies.insert(id)
+            guard let resolved else { continue }
+            if let problem = resolved.problem { problems[id.description] = problem }
+            switch ProgramCompiler.compile(resolved) {
+            case .success(let unit):
+                compiledPolicies[id] = unit
+                placements[id] = resolved.placement
+                selectors[id] = resolved.endpointSelector
+                retain(unit.sets, touched: &touched)
+            case .failure(let problem):
+                problems[id.description] = problem.description
+            case nil:
+                break
+            }
+        }
+        for name in pending.profiles {
+            if let old = compiledProfiles.removeValue(forKey: name) { oldUnits.append(old.sets) }
+            problems["profile \(name)"] = nil
+            touched.profiles.insert(name)
+            guard let profile = state.profile(named: name) else { continue }
+            switch ProgramCompiler.compile(profile) {
+            case .success(let unit):
+                compiledProfiles[name] = unit
+                retain(unit.sets, touched: &touched)
+            case .failure(let problem):
+                problems["profile \(name)"] = problem.description
+            }
+        }
+        // Released after the new units are retained, so a set both keep is not refilled.
+        for sets in oldUnits { release(sets) }
+        // 3. The touched objects against every set.
+        if !pending.objects.isEmpty {
+            for id in Array(sets.keys) where rematch(id, pending.objects) { touched.sets.insert(id) }
+        }
+        // 4. Which policies select which endpoints: changed policies against every endpoint,
+        //    touched endpoints against every policy.
+        var stalePrograms: Set<EndpointKey> = []
+        for id in pending.policies.keys {
+            var now: Set<EndpointKey> = []
+            if let selector = selectors[id] {
+                now = Set(index.matching(selector).compactMap(\.workloadEndpoint))
+            }
+            setSelection(of: id, to: now, changed: &stalePrograms)
+        }
+        let endpoints = Set(pending.objects.compactMap(\.workloadEndpoint))
+        if endpoints.count > 8 {
+            // Many endpoints (a batch load): each policy's candidates among them, from the index.
+            let touchedObjects = Set(endpoints.map(SelectableKey.workloadEndpoint))
+            for (id, selector) in selectors {
+                let now = Set(index.matching(selector, within: touchedObjects).compactMap(\.workloadEndpoint))
+                let before = selectedEndpoints[id] ?? []
+                let was = before.intersection(endpoints)
+                if was != now {
+                    setSelection(of: id, to: before.subtracting(endpoints).union(now), changed: &stalePrograms)
+                }
+            }
+        } else if !endpoints.isEmpty {
+            // A few endpoints (the usual update): every policy's selector on their labels.
+            for (id, selector) in selectors {
+                for name in endpoints {
+                    let selects = index.matches(.workloadEndpoint(name), selector)
+                    if selects != (selectedEndpoints[id]?.contains(name) ?? false) {
+                        setSelection(of: id, endpoint: name, selected: selects)
+                    }
+                }
+            }
+        }
+        stalePrograms.formUnion(endpoints)
+        // A tier's order or default action is in the programs of the endpoints its policies select.
+        if !pending.tiers.isEmpty {
+            for (id, placement) in placements where pending.tiers.contains(placement.tier) {
+                stalePrograms.formUnion(selectedEndpoints[id] ?? [])
+            }
+        }
+        // 5. Programs.
+        for name in stalePrograms { rebuildProgram(name, touched: &touched) }
+        return publish(touched)
+    }
+
+    /// Re-matches `objects` against set `id`; true when its members changed.
+    private mutating func rematch(_ id: IPSetID, _ objects: Set<SelectableKey>) -> Bool {
+        let definition = sets[id]!.definition
+        let matched = Set(index.matching(definition.selector, within: objects))
+        var changed = false
+        for key in matched {
+            let members = Membership.members(of: definition, from: key, state: state)
+            if sets[id]!.setContribution(members, from: key) { changed = true }
+        }
+        // Former contributors among the objects that no longer match.
+        let formers = sets[id]!.contributions.keys.filter { objects.contains($0) && !matched.contains($0) }
+        for key in formers where sets[id]!.setContribution([], from: key) { changed = true }
+        return changed
+    }
+
+    private mutating func setSelection(of id: PolicyID, to now: Set<EndpointKey>, changed: inout Set<EndpointKey>) {
+        let before = selectedEndpoints[id] ?? []
+        if before == now { return }
+        for name in before.subtracting(now) {
+            selectingPolicies[name]?.remove(id)
+            if selectingPolicies[name]?.isEmpty == true { selectingPolicies[name] = nil }
+            changed.insert(name)
+        }
+        for name in now.subtracting(before) {
+            selectingPolicies[name, default: []].insert(id)
+            changed.insert(name)
+        }
+        selectedEndpoints[id] = now.isEmpty ? nil : now
+    }
+
+    private mutating func setSelection(of id: PolicyID, endpoint name: EndpointKey, selected: Bool) {
+        if selected {
+            selectedEndpoints[id, default: []].insert(name)
+            selectingPolicies[name, default: []].insert(id)
+        } else {
+            selectedEndpoints[id]?.remove(name)
+            if selectedEndpoints[id]?.isEmpty == true { selectedEndpoints[id] = nil }
+            selectingPolicies[name]?.remove(id)
+            if selectingPolicies[name]?.isEmpty == true { selectingPolicies[name] = nil }
         }
     }
 
-    private mutating func refreshGlobalNetworkSet(_ name: String) {
-        let networkSet = state.globalNetworkSets[name]
-        for id in Array(sets.keys) {
-            var members: Set<IPSetMember> = []
-            if let networkSet {
-                members = Membership.members(
-                    of: sets[id]!.definition, nets: networkSet.spec.nets, labels: networkSet.metadata.labels ?? [:])
-            }
-            sets[id]!.setContribution(members, from: .globalNetworkSet(name))
+    private mutating func rebuildProgram(_ name: EndpointKey, touched: inout Touched) {
+        let old = programs[name]
+        var new: EndpointProgram?
+        if let endpoint = state.workloadEndpoints[name] {
+            let matching = (selectingPolicies[name] ?? []).compactMap { placements[$0] }
+            new = Membership.program(for: endpoint, selectedBy: matching, state: state)
         }
+        if old == new { return }
+        programs[name] = new
+        touched.endpoints.insert(name)
+        let oldPolicies = old.map(Self.policyIDs) ?? []
+        let newPolicies = new.map(Self.policyIDs) ?? []
+        for id in oldPolicies.subtracting(newPolicies) {
+            policyUsers[id]! -= 1
+            if policyUsers[id] == 0 {
+                policyUsers[id] = nil
+                touched.policies.insert(id)
+            }
+        }
+        for id in newPolicies.subtracting(oldPolicies) {
+            policyUsers[id, default: 0] += 1
+            if policyUsers[id] == 1 { touched.policies.insert(id) }
+        }
+        let oldProfiles = Set(old?.profiles ?? [])
+        let newProfiles = Set(new?.profiles ?? [])
+        for profile in oldProfiles.subtracting(newProfiles) {
+            profileUsers[profile]! -= 1
+            if profileUsers[profile] == 0 {
+                profileUsers[profile] = nil
+                touched.profiles.insert(profile)
+            }
+        }
+        for profile in newProfiles.subtracting(oldProfiles) {
+            profileUsers[profile, default: 0] += 1
+            if profileUsers[profile] == 1 { touched.profiles.insert(profile) }
+        }
+    }
+
+    private static func policyIDs(_ program: EndpointProgram) -> Set<PolicyID> {
+        Set(Direction.allCases.flatMap { program.tiers($0) }.flatMap(\.policies))
     }
 
     // MARK: - IP set reference counting
 
-    private mutating func retain(_ definitions: [IPSetID: IPSetDefinition]) {
+    private mutating func retain(_ definitions: [IPSetID: IPSetDefinition], touched: inout Touched) {
         for (id, definition) in definitions {
-            if sets[id] == nil { sets[id] = filled(SetState(definition: definition)) }
+            if sets[id] == nil {
+                sets[id] = filled(SetState(definition: definition))
+                touched.sets.insert(id)
+            }
             sets[id]!.references += 1
         }
     }
@@ -229,54 +374,66 @@ public struct PolicyEngine: Sendable {
         }
     }
 
-    /// A new set's members, from one scan of every endpoint and network set.
+    /// A new set's members, from the objects the index finds for its selector.
     private func filled(_ set: SetState) -> SetState {
         var set = set
-        for (name, endpoint) in state.workloadEndpoints {
-            let labels = endpointLabels[name] ?? state.labels(of: endpoint)
-            set.setContribution(
-                Membership.members(of: set.definition, endpoint: endpoint, labels: labels), from: .endpoint(name))
-        }
-        for (name, networkSet) in state.networkSets {
-            set.setContribution(
-                Membership.members(
-                    of: set.definition, nets: networkSet.spec.nets, labels: state.labels(of: networkSet)),
-                from: .networkSet(name))
-        }
-        for (name, networkSet) in state.globalNetworkSets {
-            set.setContribution(
-                Membership.members(
-                    of: set.definition, nets: networkSet.spec.nets, labels: networkSet.metadata.labels ?? [:]),
-                from: .globalNetworkSet(name))
+        for key in index.matching(set.definition.selector) {
+            _ = set.setContribution(Membership.members(of: set.definition, from: key, state: state), from: key)
         }
         return set
     }
 
     // MARK: - Publishing
 
-    /// Rebuilds the published IR from the maintained parts: only policies and profiles some
-    /// endpoint uses, and only the sets those reference.
-    private mutating func publish() {
-        var next = PolicyIR()
-        next.endpoints = programs
-        var used: Set<IPSetID> = []
-        for program in programs.values {
-            for id in Direction.allCases.flatMap({ program.tiers($0) }).flatMap(\.policies)
-            where next.policies[id] == nil {
-                guard let unit = compiledPolicies[id] else { continue }
-                next.policies[id] = unit.program
-                used.formUnion(unit.sets.keys)
-            }
-            for name in program.profiles where next.profiles[name] == nil {
-                guard let unit = compiledProfiles[name] else { continue }
-                next.profiles[name] = unit.program
-                used.formUnion(unit.sets.keys)
-            }
+    /// Brings the touched parts of the published IR up to date and returns what changed. A
+    /// policy or profile is published while some endpoint program names it and it compiled;
+    /// a set while a published policy or profile references it.
+    private mutating func publish(_ touched: Touched) -> PolicyDelta {
+        var touched = touched
+        var old = PolicyIR()
+        var new = PolicyIR()
+        for name in touched.endpoints {
+            old.endpoints[name] = ir.endpoints[name]
+            ir.endpoints[name] = programs[name]
+            new.endpoints[name] = programs[name]
         }
-        for id in used {
-            guard let set = sets[id] else { continue }
-            next.ipSets[id] = IPSet(definition: set.definition, members: Set(set.counts.keys))
+        for id in touched.policies {
+            old.policies[id] = ir.policies[id]
+            let unit = policyUsers[id] != nil ? compiledPolicies[id] : nil
+            ir.policies[id] = unit?.program
+            new.policies[id] = unit?.program
+            let before = publishedPolicySets.removeValue(forKey: id) ?? []
+            let after = unit.map { Array($0.sets.keys) } ?? []
+            publishedPolicySets[id] = unit == nil ? nil : after
+            useSets(before: before, after: after, touched: &touched)
         }
-        ir = next
+        for name in touched.profiles {
+            old.profiles[name] = ir.profiles[name]
+            let unit = profileUsers[name] != nil ? compiledProfiles[name] : nil
+            ir.profiles[name] = unit?.program
+            new.profiles[name] = unit?.program
+            let before = publishedProfileSets.removeValue(forKey: name) ?? []
+            let after = unit.map { Array($0.sets.keys) } ?? []
+            publishedProfileSets[name] = unit == nil ? nil : after
+            useSets(before: before, after: after, touched: &touched)
+        }
+        for id in touched.sets {
+            old.ipSets[id] = ir.ipSets[id]
+            let published =
+                setUsers[id] != nil ? sets[id].map { IPSet(definition: $0.definition, members: $0.members) } : nil
+            ir.ipSets[id] = published
+            new.ipSets[id] = published
+        }
+        return PolicyDelta.between(old, new)
+    }
+
+    private mutating func useSets(before: [IPSetID], after: [IPSetID], touched: inout Touched) {
+        for id in before {
+            setUsers[id]! -= 1
+            if setUsers[id] == 0 { setUsers[id] = nil }
+        }
+        for id in after { setUsers[id, default: 0] += 1 }
+        touched.sets.formUnion(before)
+        touched.sets.formUnion(after)
     }
 }
