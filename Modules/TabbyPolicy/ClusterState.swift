@@ -118,17 +118,29 @@ public struct ClusterState: Hashable, Sendable {
         return profiles[name]
     }
 
-    /// The profiles of an endpoint, in order: `kns.<namespace>` then its own, without repeats.
+    /// The label Calico puts on an endpoint with a service account: its name.
+    public static let serviceAccountLabelKey = "projectcalico.org/serviceaccount"
+
+    /// The profiles of an endpoint, in order: `kns.<namespace>`, `ksa.<namespace>.<account>`
+    /// when it has a service account (as Calico's Kubernetes endpoints do), then its own,
+    /// without repeats. Tabby has no ServiceAccount resource: a Profile named
+    /// `ksa.<namespace>.<account>` stands for one, its `labelsToApply` (`pcsa.<key>`) being
+    /// the labels service-account selectors read.
     public func profileNames(of endpoint: WorkloadEndpoint) -> [String] {
-        var names = ["kns.\(endpoint.metadata.namespace ?? "default")"]
+        let namespace = endpoint.metadata.namespace ?? "default"
+        var names = ["kns.\(namespace)"]
+        if let account = endpoint.spec.serviceAccountName, !account.isEmpty {
+            names.append("ksa.\(namespace).\(account)")
+        }
         for name in endpoint.spec.profiles ?? [] where !names.contains(name) { names.append(name) }
         return names
     }
 
     /// An endpoint's labels as selectors see them. Calico (Felix's label inheritance) gives an
-    /// endpoint its profiles' `labelsToApply` (so the namespace's labels as `pcns.<key>`), its
-    /// own labels over those, and `projectcalico.org/namespace` and
-    /// `projectcalico.org/orchestrator` (the CNI plugin writes these on every pod's endpoint).
+    /// endpoint its profiles' `labelsToApply` (so the namespace's labels as `pcns.<key>`, its
+    /// service account's as `pcsa.<key>`), its own labels over those, and
+    /// `projectcalico.org/namespace`, `projectcalico.org/orchestrator` and, with a service
+    /// account, `projectcalico.org/serviceaccount` (Calico writes these on every pod's endpoint).
     public func labels(of endpoint: WorkloadEndpoint) -> [String: String] {
         var labels: [String: String] = [:]
         // Earlier profiles win, as in Felix, where the first parent to define a label wins.
@@ -139,6 +151,9 @@ public struct ClusterState: Hashable, Sendable {
         labels[SelectorExpression.namespaceLabelKey] = endpoint.metadata.namespace ?? "default"
         if let orchestrator = endpoint.spec.orchestrator, !orchestrator.isEmpty {
             labels["projectcalico.org/orchestrator"] = orchestrator
+        }
+        if let account = endpoint.spec.serviceAccountName, !account.isEmpty {
+            labels[Self.serviceAccountLabelKey] = account
         }
         return labels
     }

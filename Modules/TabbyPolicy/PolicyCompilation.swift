@@ -34,9 +34,7 @@ public struct ResolvedPolicy: Hashable, Sendable {
         } catch {
             problem = "selector: \(error)"
         }
-        if !(policy.spec.serviceAccountSelector ?? "").isEmpty {
-            problem = "serviceAccountSelector is not supported yet"
-        }
+        restrict(toServiceAccounts: policy.spec.serviceAccountSelector)
     }
 
     public init(_ policy: GlobalNetworkPolicy) {
@@ -61,12 +59,25 @@ public struct ResolvedPolicy: Hashable, Sendable {
         } catch {
             problem = "selector: \(error)"
         }
-        if !(policy.spec.serviceAccountSelector ?? "").isEmpty {
-            problem = "serviceAccountSelector is not supported yet"
-        }
+        restrict(toServiceAccounts: policy.spec.serviceAccountSelector)
         // Calico applies doNotTrack and preDNAT policies to host endpoints only.
         if policy.spec.doNotTrack == true || policy.spec.preDNAT == true {
             problem = "doNotTrack and preDNAT policies apply to host endpoints, which are not supported yet"
+        }
+    }
+
+    /// ANDs a policy's `serviceAccountSelector` into its endpoint selector, its labels read as
+    /// the `pcsa.` labels a service account's profile gives its endpoints (Calico's
+    /// `parseSelectorAttachPrefix(..., "pcsa.")`).
+    private mutating func restrict(toServiceAccounts text: String?) {
+        guard let text, !text.isEmpty, let selector = endpointSelector else { return }
+        do {
+            let accounts = try Selector.parse(text)
+            endpointSelector = Selector(
+                expression: .and([selector.expression, prefixed(accounts.expression, with: serviceAccountLabelPrefix)]))
+        } catch {
+            endpointSelector = nil
+            problem = "serviceAccountSelector: \(error)"
         }
     }
 
@@ -105,17 +116,36 @@ private func namespaceEquals(_ namespace: String) -> SelectorExpression {
     .equal(SelectorExpression.namespaceLabelKey, namespace)
 }
 
+/// The prefix of the labels a namespace's profile (`kns.<ns>`) gives its endpoints.
+let namespaceLabelPrefix = "pcns."
+/// The prefix of the labels a service account's profile (`ksa.<ns>.<sa>`) gives its endpoints.
+let serviceAccountLabelPrefix = "pcsa."
+
 /// A namespace selector as an endpoint selector: every label becomes `pcns.<label>` (the
 /// labels the namespace profile applies), as Calico's `parseSelectorAttachPrefix` does.
 /// Choice: `all()` becomes `has(projectcalico.org/namespace)`, every namespaced endpoint or
 /// network set (not global network sets or host endpoints), matching Kubernetes' `{}`.
 func namespaceSelectorExpression(_ selector: Selector) -> SelectorExpression {
     if selector.isAll { return .has(SelectorExpression.namespaceLabelKey) }
-    return prefixed(selector.expression)
+    return prefixed(selector.expression, with: namespaceLabelPrefix)
 }
 
-private func prefixed(_ expression: SelectorExpression) -> SelectorExpression {
-    let prefix = "pcns."
+/// A rule's `serviceAccounts` as a selector, as Calico's `parseServiceAccounts`: the
+/// `selector` over `pcsa.` labels, ANDed with `projectcalico.org/serviceaccount in {names}`;
+/// nil when it has neither.
+func serviceAccountExpression(_ match: ServiceAccountMatch) throws(SelectorError) -> SelectorExpression? {
+    var parts: [SelectorExpression] = []
+    if let text = match.selector, !text.isEmpty {
+        parts.append(prefixed(try Selector.parse(text).expression, with: serviceAccountLabelPrefix))
+    }
+    if let names = match.names, !names.isEmpty {
+        parts.append(.in(ClusterState.serviceAccountLabelKey, Array(Set(names)).sorted()))
+    }
+    return parts.isEmpty ? nil : parts.count == 1 ? parts[0] : .and(parts)
+}
+
+/// Every label the expression reads, with `prefix` in front.
+private func prefixed(_ expression: SelectorExpression, with prefix: String) -> SelectorExpression {
     switch expression {
     case .all, .global: return expression
     case .has(let key): return .has(prefix + key)
@@ -126,9 +156,9 @@ private func prefixed(_ expression: SelectorExpression) -> SelectorExpression {
     case .endsWith(let key, let value): return .endsWith(prefix + key, value)
     case .in(let key, let values): return .in(prefix + key, values)
     case .notIn(let key, let values): return .notIn(prefix + key, values)
-    case .not(let inner): return .not(prefixed(inner))
-    case .and(let parts): return .and(parts.map(prefixed))
-    case .or(let parts): return .or(parts.map(prefixed))
+    case .not(let inner): return .not(prefixed(inner, with: prefix))
+    case .and(let parts): return .and(parts.map { prefixed($0, with: prefix) })
+    case .or(let parts): return .or(parts.map { prefixed($0, with: prefix) })
     }
 }
 
@@ -167,9 +197,8 @@ struct RuleCompiler {
     mutating func compile(_ rule: Rule) throws(Problem) -> CompiledRule {
         // Refused rather than ignored: dropping a match would widen the rule.
         if rule.http != nil { throw .unsupported("http") }
-        for entity in [rule.source, rule.destination] {
-            if entity?.serviceAccounts != nil { throw .unsupported("serviceAccounts") }
-            if entity?.services != nil { throw .unsupported("services") }
+        for entity in [rule.source, rule.destination] where entity?.services != nil {
+            throw .unsupported("services")
         }
         var compiled = CompiledRule(action: rule.action)
         compiled.ipVersion = rule.ipVersion
@@ -215,9 +244,19 @@ struct RuleCompiler {
         } else if let namespace {
             scope = namespaceEquals(namespace)
         }
+        // The service accounts' selector is ANDed with the selector, and scoped like it.
+        var accounts: SelectorExpression?
+        if let match = entity.serviceAccounts {
+            do { accounts = try serviceAccountExpression(match) } catch {
+                throw .badSelector(match.selector ?? "", error)
+            }
+        }
         var selector: Selector?
         if let selectorText { selector = try parse(selectorText) }
-        if let scope, selectorText != nil || notSelectorText != nil || namespaceText != nil {
+        if let accounts {
+            selector = Selector(expression: selector.map { .and([accounts, $0.expression]) } ?? accounts)
+        }
+        if let scope, selector != nil || notSelectorText != nil || namespaceText != nil {
             selector = Selector(expression: selector.map { .and([scope, $0.expression]) } ?? scope)
         }
         if let selector { match.ipSets.append(add(IPSetDefinition(selector: selector))) }

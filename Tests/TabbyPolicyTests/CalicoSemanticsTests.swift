@@ -358,13 +358,14 @@ import Testing
                 """
                 apiVersion: projectcalico.org/v3
                 kind: NetworkPolicy
-                metadata: {name: by-account, namespace: x}
+                metadata: {name: by-service, namespace: x}
                 spec:
                   selector: all()
-                  ingress:
-                  - {action: Allow, source: {serviceAccounts: {names: [web]}}}
+                  types: [Egress]
+                  egress:
+                  - {action: Allow, destination: {services: {name: web}}}
                 """))
-        #expect(engine.problems == ["x/by-account": "serviceAccounts is not supported yet"])
+        #expect(engine.problems == ["x/by-service": "services is not supported yet"])
         #expect(engine.ir.policies.isEmpty)
     }
 

@@ -67,6 +67,26 @@ private let calicoPool = Topology.manifest(
     spec: {nets: [192.0.2.0/24, 10.0.1.0/24]}
     ---
     apiVersion: projectcalico.org/v3
+    kind: NetworkPolicy
+    metadata: {name: accounts, namespace: y}
+    spec:
+      selector: all()
+      serviceAccountSelector: tier == 'data'
+      ingress:
+      - {action: Allow, source: {serviceAccounts: {names: [frontend]}}}
+      - {action: Deny, source: {serviceAccounts: {selector: team == 'web'}, namespaceSelector: all()}}
+    ---
+    apiVersion: projectcalico.org/v3
+    kind: Profile
+    metadata: {name: ksa.y.db}
+    spec: {labelsToApply: {pcsa.tier: data, pcsa.team: web}}
+    ---
+    apiVersion: projectcalico.org/v3
+    kind: Profile
+    metadata: {name: ksa.x.frontend}
+    spec: {labelsToApply: {pcsa.team: web}}
+    ---
+    apiVersion: projectcalico.org/v3
     kind: Profile
     metadata: {name: restricted}
     spec:
@@ -105,9 +125,11 @@ private func randomUpdate(_ random: inout SplitMix64, engine: PolicyEngine) -> P
         let address = IPAddress(
             "10.0.\(Int.random(in: 0...3, using: &random)).\(Int.random(in: 1...6, using: &random))")!
         let profiles = Bool.random(using: &random) ? ["restricted"] : nil
+        let account = [nil, "frontend", "db"].randomElement(using: &random)!
         return .upsert(
             Topology.pod(
-                namespace, pods.randomElement(using: &random)!, labels: labels, address: address, profiles: profiles))
+                namespace, pods.randomElement(using: &random)!, labels: labels, address: address, profiles: profiles,
+                serviceAccount: account))
     case 2:
         guard let key = engine.state.workloadEndpoints.keys.randomElement(using: &random) else {
             return .upsert(Topology.namespace("x"))

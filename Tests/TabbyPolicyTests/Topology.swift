@@ -33,9 +33,10 @@ enum Topology {
 
     static func pod(
         _ namespace: String, _ name: String, labels: [String: String]? = nil, address: IPAddress? = nil,
-        profiles: [String]? = nil
+        profiles: [String]? = nil, serviceAccount: String? = nil
     ) -> PolicyResource {
         var spec = WorkloadEndpointSpec()
+        spec.serviceAccountName = serviceAccount
         spec.orchestrator = "k8s"
         spec.pod = name
         spec.node = "node-1"
