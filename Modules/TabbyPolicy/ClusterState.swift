@@ -11,6 +11,7 @@ public enum PolicyResource: Hashable, Sendable {
     case networkSet(NetworkSet)
     case globalNetworkSet(GlobalNetworkSet)
     case workloadEndpoint(WorkloadEndpoint)
+    case hostEndpoint(HostEndpoint)
 
     public var key: PolicyResourceKey {
         switch self {
@@ -23,6 +24,7 @@ public enum PolicyResource: Hashable, Sendable {
         case .networkSet(let value): return PolicyResourceKey(.networkSet, value.metadata)
         case .globalNetworkSet(let value): return PolicyResourceKey(.globalNetworkSet, value.metadata)
         case .workloadEndpoint(let value): return PolicyResourceKey(.workloadEndpoint, value.metadata)
+        case .hostEndpoint(let value): return PolicyResourceKey(.hostEndpoint, value.metadata)
         }
     }
 }
@@ -58,6 +60,7 @@ public struct ClusterState: Hashable, Sendable {
     public var networkSets: [ResourceName: NetworkSet] = [:]
     public var globalNetworkSets: [String: GlobalNetworkSet] = [:]
     public var workloadEndpoints: [ResourceName: WorkloadEndpoint] = [:]
+    public var hostEndpoints: [String: HostEndpoint] = [:]
 
     public init() {}
 
@@ -90,6 +93,9 @@ public struct ClusterState: Hashable, Sendable {
         case .workloadEndpoint(var value):
             value.applyDefaults()
             workloadEndpoints[key] = value
+        case .hostEndpoint(var value):
+            value.applyDefaults()
+            hostEndpoints[key.name] = value
         }
     }
 
@@ -104,6 +110,7 @@ public struct ClusterState: Hashable, Sendable {
         case .networkSet: networkSets[key.name] = nil
         case .globalNetworkSet: globalNetworkSets[key.name.name] = nil
         case .workloadEndpoint: workloadEndpoints[key.name] = nil
+        case .hostEndpoint: hostEndpoints[key.name.name] = nil
         default: break
         }
     }
@@ -156,6 +163,30 @@ public struct ClusterState: Hashable, Sendable {
             labels[Self.serviceAccountLabelKey] = account
         }
         return labels
+    }
+
+    /// The profiles of a host endpoint: its own, in order, without repeats.
+    public func profileNames(of endpoint: HostEndpoint) -> [String] {
+        var names: [String] = []
+        for name in endpoint.spec.profiles ?? [] where !names.contains(name) { names.append(name) }
+        return names
+    }
+
+    /// A host endpoint's labels: its profiles' `labelsToApply` (earlier profiles win), its own
+    /// over those. It has no namespace label, so `global()` matches it and namespaced policies
+    /// never select it.
+    public func labels(of endpoint: HostEndpoint) -> [String: String] {
+        var labels: [String: String] = [:]
+        for name in profileNames(of: endpoint).reversed() {
+            for (key, value) in profile(named: name)?.spec.labelsToApply ?? [:] { labels[key] = value }
+        }
+        for (key, value) in endpoint.metadata.labels ?? [:] { labels[key] = value }
+        return labels
+    }
+
+    /// A host endpoint's addresses: its `expectedIPs` (those that parse).
+    public static func addresses(of endpoint: HostEndpoint) -> [IPAddress] {
+        (endpoint.spec.expectedIPs ?? []).compactMap { IPAddress($0) }
     }
 
     /// A namespaced network set's labels: its own, `projectcalico.org/namespace`, and its
@@ -221,6 +252,8 @@ extension PolicyResource {
             self = .globalNetworkSet(value)
         } else if let value = resource.as(WorkloadEndpoint.self) {
             self = .workloadEndpoint(value)
+        } else if let value = resource.as(HostEndpoint.self) {
+            self = .hostEndpoint(value)
         } else {
             return nil
         }

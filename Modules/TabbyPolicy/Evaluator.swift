@@ -1,7 +1,7 @@
 import TabbyCore
 
-/// One end of a packet: a known workload endpoint, or an address outside the cluster's
-/// endpoints.
+/// One end of a packet: a known workload or host endpoint (`EndpointKey.hostEndpoint(name)`),
+/// or an address outside the cluster's endpoints.
 public enum PacketPeer: Hashable, Sendable, CustomStringConvertible {
     case endpoint(EndpointKey)
     case address(IPAddress)
@@ -65,7 +65,7 @@ public enum TraceStep: Hashable, Sendable, CustomStringConvertible {
     case noProfileMatched(Direction, EndpointKey)
     case unknownEndpoint(EndpointKey)
     case loopback(EndpointKey)
-    /// Neither end is a workload endpoint: nothing here polices it.
+    /// Neither end is a workload or host endpoint: nothing here polices it.
     case notPoliced
 
     public var description: String {
@@ -88,7 +88,7 @@ public enum TraceStep: Hashable, Sendable, CustomStringConvertible {
             return "\(direction.rawValue) \(endpoint): no profile matched"
         case .unknownEndpoint(let endpoint): return "unknown endpoint \(endpoint): dropped"
         case .loopback(let endpoint): return "loopback \(endpoint): allowed"
-        case .notPoliced: return "neither end is a workload endpoint: not policed"
+        case .notPoliced: return "neither end is a workload or host endpoint: not policed"
         }
     }
 }

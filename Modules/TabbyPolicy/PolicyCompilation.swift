@@ -60,9 +60,11 @@ public struct ResolvedPolicy: Hashable, Sendable {
             problem = "selector: \(error)"
         }
         restrict(toServiceAccounts: policy.spec.serviceAccountSelector)
-        // Calico applies doNotTrack and preDNAT policies to host endpoints only.
+        // Calico applies doNotTrack and preDNAT policies to host endpoints only, before
+        // connection tracking or before DNAT: the IR has no such stage yet. Refused, so the
+        // policy selects nothing rather than running at the wrong stage.
         if policy.spec.doNotTrack == true || policy.spec.preDNAT == true {
-            problem = "doNotTrack and preDNAT policies apply to host endpoints, which are not supported yet"
+            problem = "doNotTrack and preDNAT policies are not supported yet"
         }
     }
 
@@ -334,27 +336,47 @@ enum ProgramCompiler {
 /// Something rule selectors select: it has labels and contributes addresses to IP sets.
 enum SelectableKey: Hashable, Sendable {
     case workloadEndpoint(EndpointKey)
+    case hostEndpoint(String)
     case networkSet(ResourceName)
     case globalNetworkSet(String)
 
-    /// The workload endpoint this is, if it is one (only endpoints are selected by policies).
-    var workloadEndpoint: EndpointKey? {
-        if case .workloadEndpoint(let key) = self { return key }
-        return nil
+    /// An endpoint's key.
+    init(_ endpoint: EndpointKey) {
+        if let name = endpoint.hostEndpointName {
+            self = .hostEndpoint(name)
+        } else {
+            self = .workloadEndpoint(endpoint)
+        }
+    }
+
+    /// The endpoint this is, if it is one (policies select endpoints, not network sets).
+    var endpoint: EndpointKey? {
+        switch self {
+        case .workloadEndpoint(let key): return key
+        case .hostEndpoint(let name): return .hostEndpoint(name)
+        case .networkSet, .globalNetworkSet: return nil
+        }
     }
 }
 
 extension ClusterState {
     /// Every object selectors can select.
     var selectableKeys: [SelectableKey] {
-        workloadEndpoints.keys.map(SelectableKey.workloadEndpoint) + networkSets.keys.map(SelectableKey.networkSet)
+        workloadEndpoints.keys.map(SelectableKey.workloadEndpoint) + hostEndpoints.keys.map(SelectableKey.hostEndpoint)
+            + networkSets.keys.map(SelectableKey.networkSet)
             + globalNetworkSets.keys.map(SelectableKey.globalNetworkSet)
+    }
+
+    /// Every endpoint under policy: workload endpoints and host endpoints (`hep/<name>`).
+    var endpointKeys: [EndpointKey] {
+        Array(workloadEndpoints.keys) + hostEndpoints.keys.map(EndpointKey.hostEndpoint)
     }
 
     /// The labels selectors see on an object; nil when it does not exist.
     func labels(of key: SelectableKey) -> [String: String]? {
         switch key {
         case .workloadEndpoint(let name): return workloadEndpoints[name].map { labels(of: $0) }
+        case .hostEndpoint(let name): return hostEndpoints[name].map { labels(of: $0) }
         case .networkSet(let name): return networkSets[name].map { labels(of: $0) }
         case .globalNetworkSet(let name): return globalNetworkSets[name].map { $0.metadata.labels ?? [:] }
         }
@@ -378,6 +400,9 @@ enum Membership {
         switch key {
         case .workloadEndpoint(let name):
             guard let endpoint = state.workloadEndpoints[name] else { return [] }
+            return members(of: definition, addresses: ClusterState.addresses(of: endpoint), ports: endpoint.spec.ports)
+        case .hostEndpoint(let name):
+            guard let endpoint = state.hostEndpoints[name] else { return [] }
             return members(of: definition, addresses: ClusterState.addresses(of: endpoint), ports: endpoint.spec.ports)
         case .networkSet(let name):
             return members(of: definition, nets: state.networkSets[name]?.spec.nets)
@@ -409,18 +434,28 @@ enum Membership {
     }
 
     /// An endpoint's program given the compiled policies whose selector matches it (in any
-    /// direction, any order).
-    static func program(for endpoint: WorkloadEndpoint, selectedBy matching: [PolicyPlacement], state: ClusterState)
-        -> EndpointProgram
+    /// direction, any order); nil when there is no such endpoint.
+    static func program(for key: EndpointKey, selectedBy matching: [PolicyPlacement], state: ClusterState)
+        -> EndpointProgram?
     {
-        let key = EndpointKey(namespace: endpoint.metadata.namespace ?? "default", name: endpoint.metadata.name)
-        return EndpointProgram(
-            endpoint: key,
-            addresses: ClusterState.addresses(of: endpoint),
-            interfaceName: endpoint.spec.interfaceName,
-            ingress: tiers(matching.filter(\.ingress), state),
-            egress: tiers(matching.filter(\.egress), state),
-            profiles: state.profileNames(of: endpoint))
+        var program: EndpointProgram
+        if let name = key.hostEndpointName {
+            guard let endpoint = state.hostEndpoints[name] else { return nil }
+            program = EndpointProgram(
+                endpoint: key, addresses: ClusterState.addresses(of: endpoint),
+                interfaceName: endpoint.spec.interfaceName, ingress: [], egress: [],
+                profiles: state.profileNames(of: endpoint))
+            program.kind = .host
+        } else {
+            guard let endpoint = state.workloadEndpoints[key] else { return nil }
+            program = EndpointProgram(
+                endpoint: key, addresses: ClusterState.addresses(of: endpoint),
+                interfaceName: endpoint.spec.interfaceName, ingress: [], egress: [],
+                profiles: state.profileNames(of: endpoint))
+        }
+        program.ingress = tiers(matching.filter(\.ingress), state)
+        program.egress = tiers(matching.filter(\.egress), state)
+        return program
     }
 
     /// The tiers of `placements`, in order, each with its policies in order.
@@ -473,12 +508,12 @@ extension PolicyIR {
             compiledPolicies[id] = unit
             let placement = policy.placement
             for key in matches(selector) {
-                if let endpoint = key.workloadEndpoint { selecting[endpoint, default: []].append(placement) }
+                if let endpoint = key.endpoint { selecting[endpoint, default: []].append(placement) }
             }
         }
         var ir = PolicyIR()
-        for (name, endpoint) in state.workloadEndpoints {
-            ir.endpoints[name] = Membership.program(for: endpoint, selectedBy: selecting[name] ?? [], state: state)
+        for key in state.endpointKeys {
+            ir.endpoints[key] = Membership.program(for: key, selectedBy: selecting[key] ?? [], state: state)
         }
         var definitions: [IPSetID: IPSetDefinition] = [:]
         var compiledProfiles: [String: CompiledUnit<ProfileProgram>?] = [:]

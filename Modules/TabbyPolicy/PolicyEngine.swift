@@ -131,6 +131,8 @@ public struct PolicyEngine: Sendable {
         switch key.kind {
         case .workloadEndpoint:
             pending.objects.insert(.workloadEndpoint(key.name))
+        case .hostEndpoint:
+            pending.objects.insert(.hostEndpoint(key.name.name))
         case .networkSet:
             pending.objects.insert(.networkSet(key.name))
         case .globalNetworkSet:
@@ -151,6 +153,9 @@ public struct PolicyEngine: Sendable {
             for (name, endpoint) in state.workloadEndpoints
             where state.profileNames(of: endpoint).contains(key.name.name) {
                 pending.objects.insert(.workloadEndpoint(name))
+            }
+            for (name, endpoint) in state.hostEndpoints where state.profileNames(of: endpoint).contains(key.name.name) {
+                pending.objects.insert(.hostEndpoint(name))
             }
         case .networkPolicy, .globalNetworkPolicy:
             pending.policies[key.name] = .some(nil)
@@ -232,16 +237,16 @@ public struct PolicyEngine: Sendable {
         for id in pending.policies.keys {
             var now: Set<EndpointKey> = []
             if let selector = selectors[id] {
-                now = Set(index.matching(selector).compactMap(\.workloadEndpoint))
+                now = Set(index.matching(selector).compactMap(\.endpoint))
             }
             setSelection(of: id, to: now, changed: &stalePrograms)
         }
-        let endpoints = Set(pending.objects.compactMap(\.workloadEndpoint))
+        let endpoints = Set(pending.objects.compactMap(\.endpoint))
         if endpoints.count > 8 {
             // Many endpoints (a batch load): each policy's candidates among them, from the index.
-            let touchedObjects = Set(endpoints.map(SelectableKey.workloadEndpoint))
+            let touchedObjects = Set(endpoints.map(SelectableKey.init))
             for (id, selector) in selectors {
-                let now = Set(index.matching(selector, within: touchedObjects).compactMap(\.workloadEndpoint))
+                let now = Set(index.matching(selector, within: touchedObjects).compactMap(\.endpoint))
                 let before = selectedEndpoints[id] ?? []
                 let was = before.intersection(endpoints)
                 if was != now {
@@ -252,7 +257,7 @@ public struct PolicyEngine: Sendable {
             // A few endpoints (the usual update): every policy's selector on their labels.
             for (id, selector) in selectors {
                 for name in endpoints {
-                    let selects = index.matches(.workloadEndpoint(name), selector)
+                    let selects = index.matches(SelectableKey(name), selector)
                     if selects != (selectedEndpoints[id]?.contains(name) ?? false) {
                         setSelection(of: id, endpoint: name, selected: selects)
                     }
@@ -315,11 +320,8 @@ public struct PolicyEngine: Sendable {
 
     private mutating func rebuildProgram(_ name: EndpointKey, touched: inout Touched) {
         let old = programs[name]
-        var new: EndpointProgram?
-        if let endpoint = state.workloadEndpoints[name] {
-            let matching = (selectingPolicies[name] ?? []).compactMap { placements[$0] }
-            new = Membership.program(for: endpoint, selectedBy: matching, state: state)
-        }
+        let matching = (selectingPolicies[name] ?? []).compactMap { placements[$0] }
+        let new = Membership.program(for: name, selectedBy: matching, state: state)
         if old == new { return }
         programs[name] = new
         touched.endpoints.insert(name)

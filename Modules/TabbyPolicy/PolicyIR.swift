@@ -20,8 +20,20 @@ public struct ResourceName: Hashable, Comparable, Sendable, CustomStringConverti
     public static func < (lhs: ResourceName, rhs: ResourceName) -> Bool { lhs.description < rhs.description }
 }
 
-/// A workload endpoint, by namespace and WorkloadEndpoint name.
+/// An endpoint under policy: a workload endpoint by namespace and WorkloadEndpoint name, or a
+/// host endpoint as `hep/<name>` (no namespace, so it never collides with a workload endpoint).
 public typealias EndpointKey = ResourceName
+
+extension ResourceName {
+    /// The key of host endpoint `name`: `hep/<name>`.
+    public static func hostEndpoint(_ name: String) -> EndpointKey { EndpointKey(namespace: nil, name: "hep/" + name) }
+
+    /// The HostEndpoint name if this is a host endpoint's key.
+    public var hostEndpointName: String? {
+        guard namespace == nil, name.hasPrefix("hep/") else { return nil }
+        return String(name.dropFirst(4))
+    }
+}
 
 /// A compiled policy: `ns/name` for a NetworkPolicy (Kubernetes ones as `ns/knp.default.name`),
 /// `name` for a GlobalNetworkPolicy. Policies in a tier with equal order sort by this text.
@@ -223,11 +235,23 @@ public struct TierBinding: Hashable, Sendable {
     public var policies: [PolicyID]
 }
 
-/// What applies to one workload endpoint: tiers in order per direction, then profiles.
+/// Whether an endpoint is a pod's interface or a host's.
+public enum EndpointKind: String, Hashable, Sendable {
+    case workload
+    case host
+}
+
+/// What applies to one workload or host endpoint: tiers in order per direction, then profiles.
 public struct EndpointProgram: Hashable, Sendable {
     public var endpoint: EndpointKey
+    /// A host endpoint's program polices traffic to and from the host through its interface
+    /// (ingress: to the host), not traffic to a pod: a backend attaches it to the host's input
+    /// and output paths, never as a workload interface.
+    public var kind: EndpointKind = .workload
+    /// A workload's addresses, or a host endpoint's `expectedIPs`.
     public var addresses: [IPAddress]
-    /// The host side of the endpoint's interface (`cali…`): where a dataplane attaches its program.
+    /// The host side of a workload's interface (`cali…`), or a host endpoint's `interfaceName`
+    /// (`*`: every host interface): where a dataplane attaches the program.
     public var interfaceName: String?
     public var ingress: [TierBinding]
     public var egress: [TierBinding]

@@ -87,6 +87,19 @@ private let calicoPool = Topology.manifest(
     spec: {labelsToApply: {pcsa.team: web}}
     ---
     apiVersion: projectcalico.org/v3
+    kind: GlobalNetworkPolicy
+    metadata: {name: hosts}
+    spec:
+      selector: has(host)
+      types: [Ingress, Egress]
+      ingress:
+      - {action: Allow, protocol: TCP, source: {selector: pod == 'a'}, destination: {ports: [ssh]}}
+      - {action: Allow, source: {namespaceSelector: global()}}
+      egress:
+      - {action: Deny, destination: {selector: role == 'gateway'}}
+      - {action: Allow}
+    ---
+    apiVersion: projectcalico.org/v3
     kind: Profile
     metadata: {name: restricted}
     spec:
@@ -116,7 +129,21 @@ private func applying(_ delta: PolicyDelta, to ir: PolicyIR) -> PolicyIR {
 private func randomUpdate(_ random: inout SplitMix64, engine: PolicyEngine) -> PolicyUpdate {
     let namespaces = ["x", "y", "z", "w"]
     let pods = ["a", "b", "c", "d"]
-    switch Int.random(in: 0..<9, using: &random) {
+    switch Int.random(in: 0..<11, using: &random) {
+    case 9:
+        // Add, relabel or move a host endpoint; its profile may lend it labels.
+        var spec = HostEndpointSpec()
+        spec.node = "node-1"
+        spec.interfaceName = "eth\(Int.random(in: 0...1, using: &random))"
+        spec.expectedIPs = ["192.168.0.\(Int.random(in: 1...3, using: &random))"]
+        spec.profiles = Bool.random(using: &random) ? ["restricted"] : nil
+        spec.ports = [EndpointPort(name: "ssh", protocol: .tcp, port: 22)]
+        var labels = ["host": "node-1"]
+        if Bool.random(using: &random) { labels["role"] = "gateway" }
+        let name = ["h1", "h2"].randomElement(using: &random)!
+        return .upsert(.hostEndpoint(HostEndpoint(metadata: ObjectMeta(name: name, labels: labels), spec: spec)))
+    case 10:
+        return .delete(PolicyResourceKey(.hostEndpoint, name: ["h1", "h2"].randomElement(using: &random)!))
     case 0, 1:
         // Add, replace or relabel a pod; addresses may collide, as during IP reuse.
         let namespace = namespaces.randomElement(using: &random)!
