@@ -65,7 +65,7 @@ let package = Package(
         // The nftables backend: the IR compiled to sets, verdict maps and chains, sent through libnftnl.
         .target(
             name: "TabbyNftables",
-            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane"],
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "CMNL", "CNFTNL", "CTabbyShims"],
             path: "Modules/TabbyNftables"
         ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
@@ -96,6 +96,13 @@ let package = Package(
             path: "Modules/CMNL",
             pkgConfig: "libmnl",
             providers: [.apt(["libmnl-dev"])]
+        ),
+        // libnftnl (nftables objects and expressions as netlink messages).
+        .systemLibrary(
+            name: "CNFTNL",
+            path: "Modules/CNFTNL",
+            pkgConfig: "libnftnl",
+            providers: [.apt(["libnftnl-dev"])]
         ),
         // The few C helpers Swift cannot reach (setns, unshare, CLONE_NEWNET), TB_ prefix.
         .target(name: "CTabbyShims", path: "Modules/CTabbyShims"),
@@ -211,8 +218,14 @@ let package = Package(
         ),
         .testTarget(
             name: "TabbyNftablesTests",
-            dependencies: ["TabbyNftables", "TabbyPolicy", "TabbyCore", "TabbyDataplane"],
+            dependencies: ["TabbyNftables", "TabbyPolicy", "TabbyCore", "TabbyDataplane", "CNFTNL", "CMNL"],
             path: "Tests/TabbyNftablesTests"
+        ),
+        // libnftnl batches against the kernel in fresh namespaces (root).
+        .testTarget(
+            name: "NftablesKernelTests",
+            dependencies: ["TabbyNftables"],
+            path: "IntegrationTests/NftablesKernelTests"
         ),
         // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
         .testTarget(

@@ -20,7 +20,7 @@ public struct PolicyCommand: AsyncParsableCommand {
         do {
             for kind in [
                 ResourceKind.networkPolicy, .globalNetworkPolicy, .kubernetesNetworkPolicy, .tier, .profile,
-                .kubernetesNamespace, .networkSet, .globalNetworkSet, .workloadEndpoint,
+                .kubernetesNamespace, .networkSet, .globalNetworkSet, .workloadEndpoint, .hostEndpoint,
             ] {
                 resources += try await client.list(kind).items.compactMap(PolicyResource.init)
             }

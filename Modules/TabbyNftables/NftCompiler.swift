@@ -36,7 +36,10 @@ public enum NftCompiler {
 
         var fromWorkload: [String: String] = [:]
         var toWorkload: [String: String] = [:]
-        for program in ir.endpoints.values {
+        // Host endpoints are not dispatched like pods (their interfaces carry the node's own and
+        // forwarded traffic): programming them is not in this backend yet, so they are left out
+        // rather than treated as workloads.
+        for program in ir.endpoints.values where program.kind == .workload {
             guard let interface = program.interfaceName else { continue }
             let egress = "fw-\(interface)"
             let ingress = "tw-\(interface)"
@@ -193,7 +196,7 @@ public enum NftCompiler {
     static func ruleChain(_ rules: [CompiledRule], origin: String) -> NftPlanChain {
         var chain = NftPlanChain()
         for (index, rule) in rules.enumerated() {
-            let verdict: NftVerdict
+            let verdict: PlanVerdict
             switch rule.action {
             case .allow: verdict = .markReturn(NftPlan.acceptMark)
             case .deny: verdict = .drop
@@ -211,8 +214,8 @@ public enum NftCompiler {
     /// named-port sets, and an `inet` rule matches addresses of one family, so each combination is
     /// one nft rule. Returns none when the rule cannot match at all (e.g. IPv6 nets on an IPv4-only
     /// rule).
-    static func expand(_ rule: CompiledRule) -> [[NftMatch]] {
-        var common: [NftMatch] = []
+    static func expand(_ rule: CompiledRule) -> [[PlanMatch]] {
+        var common: [PlanMatch] = []
         if let proto = rule.protocolNumber { common.append(.l4proto(proto)) }
         if let proto = rule.notProtocolNumber { common.append(.notL4proto(proto)) }
 
@@ -237,7 +240,7 @@ public enum NftCompiler {
                 }
             }
         }
-        var result: [[NftMatch]] = []
+        var result: [[PlanMatch]] = []
         for family in families {
             var base = common
             if let family {
@@ -255,7 +258,7 @@ public enum NftCompiler {
                             negated: true))
                 }
             }
-            var alternatives: [[NftMatch]] = [base]
+            var alternatives: [[PlanMatch]] = [base]
             for (source, match) in [(true, rule.source), (false, rule.destination)] {
                 guard let next = entityAlternatives(match, source: source, family: family) else {
                     alternatives = []
@@ -270,8 +273,8 @@ public enum NftCompiler {
 
     /// The alternatives (ORed) for one side's match, each a list of ANDed matches; nil when the
     /// side cannot match in this family.
-    static func entityAlternatives(_ match: CompiledEntityMatch, source: Bool, family: NftFamily?) -> [[NftMatch]]? {
-        var fixed: [NftMatch] = []
+    static func entityAlternatives(_ match: CompiledEntityMatch, source: Bool, family: NftFamily?) -> [[PlanMatch]]? {
+        var fixed: [PlanMatch] = []
         if let family {
             let version: IPFamily = family == .ipv4 ? .v4 : .v6
             for cidr in match.notNets where cidr.family == version {
@@ -291,7 +294,7 @@ public enum NftCompiler {
         for range in match.notPorts {
             fixed.append(.port(source: source, lower: range.lower, upper: range.upper, negated: true))
         }
-        var netAlternatives: [[NftMatch]] = [[]]
+        var netAlternatives: [[PlanMatch]] = [[]]
         if !match.nets.isEmpty {
             guard let family else { return nil }
             let version: IPFamily = family == .ipv4 ? .v4 : .v6
@@ -299,7 +302,7 @@ public enum NftCompiler {
             if nets.isEmpty { return nil }
             netAlternatives = nets.map { [.address(source: source, $0, negated: false)] }
         }
-        var portAlternatives: [[NftMatch]] = [[]]
+        var portAlternatives: [[PlanMatch]] = [[]]
         if match.hasPortMatch {
             portAlternatives =
                 match.ports.map { [.port(source: source, lower: $0.lower, upper: $0.upper, negated: false)] }

@@ -102,7 +102,7 @@ public enum NftFamily: String, Sendable, Hashable {
 }
 
 /// One match of a rule; all of a rule's matches must hold.
-public enum NftMatch: Sendable, Hashable {
+public enum PlanMatch: Sendable, Hashable {
     case ctState(established: Bool, related: Bool, invalid: Bool, new: Bool)
     case nfproto(NftFamily)
     case iifname(String)
@@ -168,7 +168,7 @@ public enum NftMatch: Sendable, Hashable {
     }
 }
 
-public enum NftVerdict: Sendable, Hashable {
+public enum PlanVerdict: Sendable, Hashable {
     case accept
     case drop
     case jump(String)
@@ -197,12 +197,12 @@ public enum NftVerdict: Sendable, Hashable {
 }
 
 public struct NftPlanRule: Sendable, Hashable {
-    public var matches: [NftMatch]
-    public var verdict: NftVerdict
+    public var matches: [PlanMatch]
+    public var verdict: PlanVerdict
     /// Stamped on the rule (its userdata): which policy rule this came from.
     public var comment: String?
 
-    public init(_ matches: [NftMatch] = [], _ verdict: NftVerdict, comment: String? = nil) {
+    public init(_ matches: [PlanMatch] = [], _ verdict: PlanVerdict, comment: String? = nil) {
         self.matches = matches
         self.verdict = verdict
         self.comment = comment

@@ -27,7 +27,7 @@ enum Dataplanes {
     static func make(_ name: String) throws -> any Dataplane {
         switch name {
         #if NFTables
-            case "nftables": return NftablesDataplane(committer: NftScriptCommitter(namespacePath: nil))
+            case "nftables": return NftablesDataplane(committer: try NftNetlinkCommitter())
         #endif
         default:
             throw ValidationError(
