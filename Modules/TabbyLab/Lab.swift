@@ -253,9 +253,10 @@ public final class Lab: @unchecked Sendable {
             throw LabFailure("--serve \(spec): use PORT/tcp or PORT/udp, e.g. 80/tcp")
         }
         let node = state.nodes[nodeIndex - 1]
-        // The pod's namespace exists as a Kubernetes Namespace (its labels drive namespaceSelectors).
+        // The pod's namespace exists as a Kubernetes Namespace (its labels drive namespaceSelectors):
+        // created when missing, never overwritten (the user's labels stay).
         try tabbyctl(
-            ["apply", "-f", "-"],
+            ["create", "-f", "-"],
             stdin: """
                 apiVersion: v1
                 kind: Namespace

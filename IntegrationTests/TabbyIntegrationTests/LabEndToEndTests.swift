@@ -1,0 +1,146 @@
+import Foundation
+import TabbyDataplaneConformance
+import TabbyTestSupport
+import Testing
+
+/// The whole system, as an operator drives it: `tabbyctl lab up` with two nodes (a tabbyd each),
+/// the nine pods of the upstream topology split across the nodes by the real CNI plugin, then
+/// every Kubernetes case applied with `tabbyctl apply` and checked with `lab probe
+/// --compare-oracle` (real TCP and UDP between every pair, across nodes through VXLAN), then the
+/// dynamic steps. On the embedded store and on etcd.
+@Suite(
+    "lab end to end",
+    .enabled(if: isRoot, "creates network namespaces and runs tabbyd: needs root"), .serialized)
+struct LabEndToEndTests {
+    final class LabRun {
+        let stateDirectory: String
+        let datastore: String
+
+        init(datastore: String) {
+            self.datastore = datastore
+            stateDirectory =
+                FileManager.default.temporaryDirectory.appendingPathComponent(
+                    "tabby-lab-\(UUID().uuidString)"
+                ).path
+        }
+
+        func tabbyctl(_ arguments: [String], stdin: String = "") throws -> ChildProcess.Result {
+            try ChildProcess.run(
+                BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path, arguments,
+                environment: ProcessInfo.processInfo.environment, stdin: stdin)
+        }
+
+        func lab(_ arguments: [String]) throws -> ChildProcess.Result {
+            try tabbyctl(["lab"] + arguments + ["--state-dir", stateDirectory])
+        }
+
+        /// `tabbyctl apply` against the lab's datastore (etcd listens inside the underlay).
+        func apply(_ manifest: String) throws {
+            let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
+            var environment = ProcessInfo.processInfo.environment
+            let result: ChildProcess.Result
+            if datastore == "etcd" {
+                environment["ETCD_ENDPOINTS"] = "http://10.10.0.1:2379"
+                result = try ChildProcess.run(
+                    "/usr/bin/nsenter", ["--net=/run/netns/tabby-lab-underlay", tool, "apply", "-f", "-"],
+                    environment: environment, stdin: manifest)
+            } else {
+                environment["TABBY_STORE"] = stateDirectory + "/tabby.db"
+                result = try ChildProcess.run(tool, ["apply", "-f", "-"], environment: environment, stdin: manifest)
+            }
+            #expect(result.status == 0, "apply: \(result.stdout) \(result.stderr)")
+        }
+
+        func delete(_ kind: String, _ name: String, namespace: String) throws {
+            let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
+            var environment = ProcessInfo.processInfo.environment
+            var command = [tool, "delete", kind, name, "-n", namespace]
+            if datastore == "etcd" {
+                environment["ETCD_ENDPOINTS"] = "http://10.10.0.1:2379"
+                command = ["/usr/bin/nsenter", "--net=/run/netns/tabby-lab-underlay"] + command
+            } else {
+                environment["TABBY_STORE"] = stateDirectory + "/tabby.db"
+            }
+            _ = try ChildProcess.run(command[0], Array(command.dropFirst()), environment: environment)
+        }
+
+        /// Probes until the kernel agrees with the evaluator (the agents converge within a few
+        /// hundred milliseconds) or 10 s pass; returns the last disagreement, empty when none.
+        func converge() throws -> String {
+            let deadline = Date().addingTimeInterval(10)
+            var last = ""
+            while Date() < deadline {
+                let result = try lab(["probe", "--compare-oracle"])
+                if result.status == 0 { return "" }
+                last = result.stdout + result.stderr
+                Thread.sleep(forTimeInterval: 0.3)
+            }
+            return last
+        }
+    }
+
+    static func namespaces(_ labels: [String: String] = [:]) -> String {
+        ["x", "y", "z"].map { name in
+            """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: \(name), labels: {ns: \(labels[name] ?? name)}}
+            ---
+
+            """
+        }.joined()
+    }
+
+    @Test(arguments: ["embedded", "etcd"])
+    func kubernetesCasesAcrossTwoNodes(datastore: String) throws {
+        let run = LabRun(datastore: datastore)
+        defer { _ = try? run.lab(["down"]) }
+        let up = try run.lab(["up", "--nodes", "2", "--datastore", datastore])
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
+        try run.apply(Self.namespaces())
+        var index = 0
+        for namespace in ["x", "y", "z"] {
+            for pod in ["a", "b", "c"] {
+                let node = index % 2 + 1
+                index += 1
+                let added = try run.lab([
+                    "pod", "add", "\(namespace)/\(pod)", "--node", "\(node)", "--labels", "pod=\(pod)",
+                ])
+                try #require(added.status == 0, "pod add: \(added.stdout) \(added.stderr)")
+            }
+        }
+        // Without policy every pod reaches every other, across the nodes too.
+        #expect(try run.converge() == "")
+        let open = try run.lab(["probe", "-o", "json"])
+        let object = try JSONSerialization.jsonObject(with: Data(open.stdout.utf8)) as? [String: Any]
+        let results = object?["results"] as? [[String: Any]] ?? []
+        #expect(results.count == 9 * 8 * 4)
+        #expect(results.allSatisfy { $0["connected"] as? Bool == true })
+
+        var previous: [(String, String)] = []
+        for (name, manifest) in ConformanceKit.kubernetesCases {
+            for (policy, namespace) in previous { try run.delete("knp", policy, namespace: namespace) }
+            try run.apply(manifest)
+            previous = manifest.components(separatedBy: "metadata: {name: ").dropFirst().compactMap { rest in
+                let parts = rest.split(separator: "}")[0].components(separatedBy: ", namespace: ")
+                return parts.count == 2 ? (parts[0], parts[1]) : nil
+            }
+            let disagreement = try run.converge()
+            #expect(disagreement.isEmpty, "\(datastore), case \(name):\n\(disagreement)")
+        }
+
+        // Dynamic steps on case 3 (x/a only from namespace y): relabel z as y, then delete the policy.
+        for (policy, namespace) in previous { try run.delete("knp", policy, namespace: namespace) }
+        try run.apply(ConformanceKit.kubernetesCases[2].manifest)
+        #expect(try run.converge() == "", "\(datastore): case 3")
+        try run.apply(Self.namespaces(["z": "y"]))
+        #expect(try run.converge() == "", "\(datastore): after relabelling namespace z")
+        try run.delete("knp", "from-y", namespace: "x")
+        #expect(try run.converge() == "", "\(datastore): after deleting the policy")
+        let reopened = try run.lab(["probe", "-o", "json"])
+        let reopenedResults =
+            (try JSONSerialization.jsonObject(with: Data(reopened.stdout.utf8)) as? [String: Any])?["results"]
+            as? [[String: Any]] ?? []
+        #expect(!reopenedResults.isEmpty && reopenedResults.allSatisfy { $0["connected"] as? Bool == true })
+    }
+}
