@@ -247,7 +247,9 @@ let package = Package(
         // later the real kernel and BIRD.
         .testTarget(
             name: "TabbyIntegrationTests",
-            dependencies: ["TabbyCNI", "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport", "TabbyDataplaneConformance"],
+            dependencies: [
+                "TabbyCNI", "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyTestSupport", "TabbyDataplaneConformance",
+            ],
             path: "IntegrationTests/TabbyIntegrationTests"
         ),
         // The policy engine benchmark (tools/bench/policy runs it in release mode).
