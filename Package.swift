@@ -271,6 +271,12 @@ let package = Package(
             path: "Benchmarks/StoreBench"
         ),
         // The IPAM plugin benchmark against host-local (tools/bench/ipam runs it).
+        // The nftables backend under load against the no-rule baseline (tools/bench/nftables).
+        .executableTarget(
+            name: "tabby-nft-bench",
+            dependencies: ["TabbyNftables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink"],
+            path: "Benchmarks/NftablesBench"
+        ),
         .executableTarget(
             name: "tabby-cni-bench",
             dependencies: ["TabbyTestSupport"],

@@ -156,12 +156,17 @@ public enum NftCompiler {
     /// Drops every CIDR contained in another, so no two elements of an interval set overlap
     /// (the kernel refuses overlaps with EEXIST; Calico once livelocked on this).
     public static func merged(_ cidrs: [CIDR]) -> [CIDR] {
+        // Sorted by first address, widest first on ties: a CIDR is covered by another iff it lies
+        // inside the last one kept (CIDRs nest or are disjoint), so one sweep suffices.
+        let sorted = cidrs.sorted { left, right in
+            left.network != right.network ? left.network < right.network : left.prefixLength < right.prefixLength
+        }
         var result: [CIDR] = []
-        for cidr in cidrs.sorted(by: { $0.prefixLength < $1.prefixLength })
-        where !result.contains(where: { $0.contains(cidr) }) {
+        for cidr in sorted {
+            if let last = result.last, last.contains(cidr) { continue }
             result.append(cidr)
         }
-        return result.sorted()
+        return result
     }
 
     // MARK: Chains

@@ -51,18 +51,28 @@ public final class NftablesDataplane: Dataplane {
         let started = ContinuousClock.now
         let old = state.withLock { $0.plan }
         var new: NftPlan
+        var changes: [NftChange]
         if let old, Self.onlyMembersChanged(delta) {
+            // Only the touched sets are recomputed and diffed: chains and rules stay as they are.
             new = old
-            for (id, _) in delta.ipSetMembersAdded.merging(
-                delta.ipSetMembersRemoved, uniquingKeysWith: { $0.union($1) })
-            {
+            changes = []
+            var removals: [NftChange] = []
+            for id in Set(delta.ipSetMembersAdded.keys).union(delta.ipSetMembersRemoved.keys).sorted() {
                 guard let set = ir.ipSets[id] else { continue }
-                for (name, planSet) in NftCompiler.sets(for: set) { new.sets[name] = planSet }
+                for (name, planSet) in NftCompiler.sets(for: set) {
+                    let before = old.sets[name]?.elements ?? []
+                    let added = planSet.elements.subtracting(before).sorted()
+                    let removed = before.subtracting(planSet.elements).sorted()
+                    if !added.isEmpty { changes.append(.addElements(set: name, added)) }
+                    if !removed.isEmpty { removals.append(.deleteElements(set: name, removed)) }
+                    new.sets[name] = planSet
+                }
             }
+            changes += removals
         } else {
             new = NftCompiler.compile(ir, configuration: configuration)
+            changes = NftChange.between(old, new)
         }
-        let changes = NftChange.between(old, new)
         do {
             if !changes.isEmpty { try committer.commit(changes) }
         } catch {

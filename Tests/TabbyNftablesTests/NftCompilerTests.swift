@@ -127,3 +127,49 @@ extension NftCompilerTests {
         }
     }
 }
+
+/// Records what a backend sends instead of sending it.
+final class RecordingCommitter: NftCommitter, @unchecked Sendable {
+    // @unchecked: tests call from one task.
+    var commits: [[NftChange]] = []
+    func commit(_ changes: [NftChange]) throws(DataplaneError) { commits.append(changes) }
+    func readBack() throws(DataplaneError) -> NftKernelSummary? { nil }
+    func deleteTable() throws(DataplaneError) {}
+}
+
+extension NftCompilerTests {
+    /// A change of set members sends those elements and nothing else.
+    @Test func aMemberChangeSendsOnlyThatElement() throws {
+        let manifest = Manifest(text: Self.manifest, source: "test")
+        var engine = PolicyEngine()
+        let committer = RecordingCommitter()
+        let dataplane = NftablesDataplane(committer: committer)
+        try dataplane.apply(
+            engine.apply(manifest.resources.compactMap(PolicyResource.init).map { .upsert($0) }), resulting: engine.ir)
+        #expect(committer.commits.count == 1)
+        guard case .replaceTable = committer.commits[0].first else {
+            Issue.record("the first apply should write the whole table")
+            return
+        }
+        // A network set in x labelled pod=b joins the set of `pod == 'b'`: members change, nothing else.
+        var nets = NetworkSetSpec()
+        nets.nets = ["192.0.2.0/24"]
+        let relabel = engine.apply([
+            .upsert(
+                .networkSet(
+                    NetworkSet(metadata: ObjectMeta(name: "more-b", namespace: "x", labels: ["pod": "b"]), spec: nets)))
+        ])
+        #expect(
+            relabel.ipSetMembersAdded.count == 1 && relabel.policiesReplaced.isEmpty && relabel.endpointsBound.isEmpty)
+        try dataplane.apply(relabel, resulting: engine.ir)
+        let sent = committer.commits.last ?? []
+        let set = NftCompiler.setName(try #require(engine.ir.ipSets.keys.first), .ipv4)
+        #expect(sent == [.addElements(set: set, ["192.0.2.0/24"])], "\(sent)")
+        #expect(
+            !sent.contains { change in
+                if case .rewriteChain = change { return true }
+                if case .replaceTable = change { return true }
+                return false
+            })
+    }
+}

@@ -1,0 +1,228 @@
+// tabby-nft-bench: the nftables backend under load, against the same topology with no Tabby rules
+// in the same run (REFERENCE.md section 8 has what plain nft, iptables and ipset reach here).
+//
+// Topology (namespaces this program creates and removes): client -- node -- server over two
+// veth links; the node forwards. The node's veths are the pods' host interfaces (cali...), so
+// the client's egress and the server's ingress programs apply. For N policies and N IP set
+// members, each policy selects the server and allows TCP from a large network set on a port the
+// traffic never uses, so a new connection walks every policy before the last one allows it.
+//   tabby-nft-bench [--sizes 0,1000,10000] [--seconds 3]
+import Foundation
+import TabbyCore
+import TabbyDataplane
+import TabbyNetlink
+import TabbyNftables
+import TabbyPolicy
+
+struct Options {
+    var sizes = [0, 1000, 10000]
+    var seconds = 3
+
+    init(_ arguments: [String]) {
+        var rest = arguments[...]
+        while let flag = rest.popFirst(), let value = rest.popFirst() {
+            switch flag {
+            case "--sizes": sizes = value.split(separator: ",").compactMap { Int($0) }
+            case "--seconds": seconds = Int(value) ?? seconds
+            default: break
+            }
+        }
+    }
+}
+
+func run(_ command: [String], stdin: String = "") -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: command[0])
+    process.arguments = Array(command.dropFirst())
+    let input = Pipe()
+    let output = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = output
+    do { try process.run() } catch { return (-1, "\(error)") }
+    input.fileHandleForWriting.write(Data(stdin.utf8))
+    try? input.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+let options = Options(Array(CommandLine.arguments.dropFirst()))
+let id = String(getpid())
+let names = ["client", "node", "server"].map { "tabby-b-nft-\(id)-\($0)" }
+var paths: [String] = []
+defer { for name in names { try? NetworkNamespace.delete(named: name) } }
+for name in names { paths.append(try NetworkNamespace.create(named: name)) }
+let (clientPath, nodePath, serverPath) = (paths[0], paths[1], paths[2])
+let clientInterface = "calic000000000c"
+let serverInterface = "calis000000000s"
+
+// Wiring: veth pairs created in the node with the peer in the pod namespace.
+let node = try RouteSocket.open(inNamespaceAt: nodePath)
+for (path, hostSide, nodeAddress, podAddress) in [
+    (clientPath, clientInterface, "10.77.1.1", "10.77.1.2"), (serverPath, serverInterface, "10.77.2.1", "10.77.2.2"),
+] {
+    let fd = try NetworkNamespace.openFD(path: path)
+    try node.createVeth(name: hostSide, peerName: "eth0", peerNamespaceFD: fd, mtu: 1500, mac: nil, peerMAC: nil)
+    close(fd)
+    let link = try node.link(named: hostSide)!
+    try node.addAddress(InterfaceAddress(IPAddress(nodeAddress)!, prefixLength: 30), index: link.index, replace: true)
+    try node.setLink(index: link.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
+    let pod = try RouteSocket.open(inNamespaceAt: path)
+    let eth0 = try pod.link(named: "eth0")!
+    try pod.addAddress(InterfaceAddress(IPAddress(podAddress)!, prefixLength: 30), index: eth0.index, replace: true)
+    try pod.setLink(index: eth0.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
+    if let lo = try pod.link(named: "lo") {
+        try pod.setLink(index: lo.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
+    }
+    try pod.addRoute(
+        Route(destination: CIDR("0.0.0.0/0")!, gateway: IPAddress(nodeAddress)!, outputIndex: eth0.index, protocol: 4),
+        replace: true)
+}
+try NetworkNamespace.run(path: nodePath) { try Sysctl.set("net.ipv4.ip_forward", "1") }
+
+/// The resources for N policies and N set members.
+func resources(_ count: Int) -> [PolicyResource] {
+    var result: [PolicyResource] = []
+    var profile = ProfileSpec()
+    profile.ingress = [Rule(action: .allow)]
+    profile.egress = [Rule(action: .allow)]
+    result.append(.profile(Profile(metadata: ObjectMeta(name: "kns.bench"), spec: profile)))
+    for (name, interface, address) in [
+        ("client", clientInterface, "10.77.1.2"), ("server", serverInterface, "10.77.2.2"),
+    ] {
+        var spec = WorkloadEndpointSpec()
+        spec.node = "bench"
+        spec.pod = name
+        spec.interfaceName = interface
+        spec.ipNetworks = ["\(address)/32"]
+        spec.profiles = ["kns.bench"]
+        result.append(
+            .workloadEndpoint(
+                WorkloadEndpoint(
+                    metadata: ObjectMeta(name: name, namespace: "bench", labels: ["app": name]), spec: spec)))
+    }
+    guard count > 0 else { return result }
+    var set = GlobalNetworkSetSpec()
+    set.nets = (0..<count).map { "10.\(200 + $0 / 65536).\($0 / 256 % 256).\($0 % 256)/32" }
+    result.append(
+        .globalNetworkSet(GlobalNetworkSet(metadata: ObjectMeta(name: "others", labels: ["role": "other"]), spec: set)))
+    for index in 0..<count {
+        var spec = NetworkPolicySpec()
+        spec.selector = "app == 'server'"
+        spec.order = Double(index)
+        var rule = Rule(action: .allow)
+        rule.protocol = .tcp
+        rule.source = EntityRule()
+        rule.source?.selector = "role == 'other'"
+        rule.destination = EntityRule()
+        rule.destination?.ports = [.number(UInt16(20000 + index % 40000))]
+        spec.ingress = [rule]
+        result.append(
+            .networkPolicy(NetworkPolicy(metadata: ObjectMeta(name: "p-\(index)", namespace: "bench"), spec: spec)))
+    }
+    var last = NetworkPolicySpec()
+    last.selector = "app == 'server'"
+    last.order = Double(count + 1)
+    last.ingress = [Rule(action: .allow)]
+    result.append(
+        .networkPolicy(NetworkPolicy(metadata: ObjectMeta(name: "allow-rest", namespace: "bench"), spec: last)))
+    return result
+}
+
+/// iperf3 throughput (bits/s) client -> server through the node.
+func throughput() -> Double {
+    let server = Process()
+    server.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+    server.arguments = ["--net=\(serverPath)", "/usr/bin/iperf3", "-s", "-1"]
+    server.standardOutput = FileHandle.nullDevice
+    server.standardError = FileHandle.nullDevice
+    try? server.run()
+    Thread.sleep(forTimeInterval: 0.3)
+    let (_, output) = run([
+        "/usr/bin/nsenter", "--net=\(clientPath)", "/usr/bin/iperf3", "-c", "10.77.2.2", "-t", "\(options.seconds)",
+        "-J",
+    ])
+    server.waitUntilExit()
+    guard let object = try? JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any],
+        let end = object["end"] as? [String: Any], let received = end["sum_received"] as? [String: Any],
+        let bits = received["bits_per_second"] as? Double
+    else { return 0 }
+    return bits
+}
+
+/// Per-packet round trip: `ping -f` of 20,000 echoes, total time / count, in microseconds.
+func pingCycle() -> Double {
+    let start = ContinuousClock.now
+    let (status, _) = run([
+        "/usr/bin/nsenter", "--net=\(clientPath)", "/usr/bin/ping", "-f", "-q", "-c", "20000", "10.77.2.2",
+    ])
+    let elapsed = seconds(ContinuousClock.now - start)
+    return status == 0 ? elapsed / 20000 * 1e6 : .nan
+}
+
+func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
+
+print(
+    "| policies and IP set members | program from scratch (tabby, netlink) | same with `nft -f` | ratio | one member change (tabby, in process) | `nft add element` | iperf3 Gbit/s (no rules / tabby) | ratio | ping -f cycle µs (no rules / tabby) | added µs |"
+)
+print("|---|---|---|---|---|---|---|---|---|---|")
+for size in options.sizes {
+    let committer = try NftNetlinkCommitter(namespacePath: nodePath)
+    try committer.deleteTable()
+    // The baseline: the same topology with no Tabby rules, measured in this run.
+    let baseThroughput = throughput()
+    let baseCycle = pingCycle()
+
+    var engine = PolicyEngine()
+    let delta = engine.apply(resources(size).map { .upsert($0) })
+    let dataplane = NftablesDataplane(committer: committer)
+    let programStart = ContinuousClock.now
+    try dataplane.apply(delta, resulting: engine.ir)
+    let program = seconds(ContinuousClock.now - programStart)
+
+    // The peer: the same plan as `nft -f` text, from scratch.
+    let text = NftChange.replaceTable(NftCompiler.compile(engine.ir)).nftText
+    try committer.deleteTable()
+    let nftStart = ContinuousClock.now
+    let nftResult = run(["/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "-f", "-"], stdin: text)
+    let nftProgram = seconds(ContinuousClock.now - nftStart)
+    guard nftResult.status == 0 else { fatalError("nft -f failed: \(nftResult.output.prefix(500))") }
+    try committer.deleteTable()
+    let fresh = NftablesDataplane(committer: committer)
+    try fresh.apply(delta, resulting: engine.ir)
+
+    // One member more in the big set.
+    var change = "-"
+    var peerChange = "-"
+    if size > 0 {
+        var set = GlobalNetworkSetSpec()
+        set.nets = (0..<size).map { "10.\(200 + $0 / 65536).\($0 / 256 % 256).\($0 % 256)/32" } + ["10.250.0.1/32"]
+        let update = engine.apply([
+            .upsert(
+                .globalNetworkSet(
+                    GlobalNetworkSet(metadata: ObjectMeta(name: "others", labels: ["role": "other"]), spec: set)))
+        ])
+        let changeStart = ContinuousClock.now
+        try fresh.apply(update, resulting: engine.ir)
+        change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
+        let setName = fresh.appliedPlan?.sets.first { $0.value.elements.contains("10.250.0.1/32") }?.key ?? "?"
+        let peerStart = ContinuousClock.now
+        _ = run([
+            "/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "add", "element", "inet", "tabby", setName,
+            "{ 10.251.0.1 }",
+        ])
+        peerChange = format(seconds(ContinuousClock.now - peerStart) * 1000, 3) + " ms"
+    }
+
+    let ruleThroughput = throughput()
+    let ruleCycle = pingCycle()
+    print(
+        "| \(size) | \(format(program * 1000, 1)) ms | \(format(nftProgram * 1000, 1)) ms | \(format(nftProgram / program)) | \(change) | \(peerChange) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
+    )
+    try committer.deleteTable()
+}
