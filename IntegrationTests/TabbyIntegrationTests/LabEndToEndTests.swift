@@ -143,4 +143,61 @@ struct LabEndToEndTests {
             as? [[String: Any]] ?? []
         #expect(!reopenedResults.isEmpty && reopenedResults.allSatisfy { $0["connected"] as? Bool == true })
     }
+
+    /// SIGKILL both agents during an iperf3 flow across the nodes and start them again: every
+    /// 1-second interval carries traffic, and the restarted agents adopt their rules (the
+    /// ruleset, rule handles included, is exactly what it was: nothing flushed and rebuilt).
+    @Test func killedAgentsRestartWithoutDisturbingTraffic() throws {
+        let run = LabRun(datastore: "embedded")
+        defer { _ = try? run.lab(["down"]) }
+        try #require(try run.lab(["up", "--nodes", "2"]).status == 0)
+        let client = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
+        let server = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
+        try #require(client.status == 0 && server.status == 0)
+        let address = try #require(
+            server.stdout.split(separator: " ").last.map {
+                $0.trimmingCharacters(in: .whitespacesAndNewlines)
+            })
+        try run.apply(
+            """
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: b-from-a, namespace: x}
+            spec:
+              selector: pod == 'b'
+              ingress:
+              - action: Allow
+                source: {selector: pod == 'a'}
+            """)
+        #expect(try run.converge() == "")
+        func ruleset(_ node: Int) throws -> String {
+            try ChildProcess.run(
+                "/usr/bin/nsenter",
+                ["--net=/run/netns/tabby-lab-node-\(node)", "/usr/sbin/nft", "-a", "list", "table", "inet", "tabby"]
+            ).stdout
+        }
+        let before = [try ruleset(1), try ruleset(2)]
+        #expect(before.allSatisfy { $0.contains("chain forward") })
+
+        let iperfServer = try ChildProcess.spawn(
+            "/usr/bin/nsenter", ["--net=/run/netns/tabby-lab-pod-x-b", "/usr/bin/iperf3", "-s", "-1"])
+        Thread.sleep(forTimeInterval: 0.5)
+        let iperfClient = try ChildProcess.spawn(
+            "/usr/bin/nsenter",
+            ["--net=/run/netns/tabby-lab-pod-x-a", "/usr/bin/iperf3", "-c", address, "-t", "6", "-i", "1", "-J"])
+        Thread.sleep(forTimeInterval: 2)
+        for node in ["2", "1"] {
+            let restarted = try run.lab(["agent", "restart", "--node", node, "--kill"])
+            #expect(restarted.status == 0, "restart node \(node): \(restarted.stdout) \(restarted.stderr)")
+        }
+        let result = iperfClient.wait()
+        _ = iperfServer.wait()
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let intervals = (object?["intervals"] as? [[String: Any]] ?? []).compactMap {
+            ($0["sum"] as? [String: Any])?["bits_per_second"] as? Double
+        }
+        #expect(intervals.count >= 6, "iperf3: \(result.stdout.suffix(500)) \(result.stderr)")
+        #expect(intervals.allSatisfy { $0 > 0 }, "intervals (bit/s): \(intervals)")
+        #expect([try ruleset(1), try ruleset(2)] == before, "the restarted agents rewrote their rules")
+    }
 }

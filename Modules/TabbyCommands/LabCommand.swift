@@ -20,7 +20,7 @@ public struct LabCommand: AsyncParsableCommand {
               tabbyctl lab probe --port 80/tcp --compare-oracle
               tabbyctl lab down
             """,
-        subcommands: [Up.self, Down.self, Status.self, PodCommand.self, Probe.self, Demo.self, Oracle.self]
+        subcommands: [Up.self, Down.self, Status.self, PodCommand.self, Agent.self, Probe.self, Demo.self, Oracle.self]
     )
 
     public init() {}
@@ -135,6 +135,25 @@ public struct LabCommand: AsyncParsableCommand {
                 }
                 emit("lab: pod \(pod) removed")
             }
+        }
+    }
+
+    struct Agent: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restart a node's tabbyd (to see that a restart keeps traffic flowing).",
+            discussion: "tabbyctl lab agent restart --node 2 --kill   (SIGKILL instead of SIGTERM)")
+        @Argument(help: "restart") var action: String
+        @Option(help: "The node (1-based).") var node: Int = 1
+        @Flag(help: "SIGKILL instead of SIGTERM.") var kill = false
+        @OptionGroup var options: Options
+
+        func validate() throws {
+            guard action == "restart" else { throw ValidationError("the only action is restart") }
+        }
+
+        func run() throws {
+            do { try options.lab().restartAgent(node: node, kill: kill) } catch { throw LabCommand.fail(error) }
+            emit("lab: tabbyd on node-\(node) restarted and ready")
         }
     }
 

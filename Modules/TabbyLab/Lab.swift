@@ -236,6 +236,30 @@ public final class Lab: @unchecked Sendable {
         throw LabFailure("tabbyd on \(node.name) did not become ready within 30 s (last answer: \(last))")
     }
 
+    /// Stops a node's tabbyd (SIGKILL when `kill`, else SIGTERM) and starts it again; returns
+    /// when the new one is ready.
+    public func restartAgent(node index: Int, kill useKill: Bool) throws {
+        var state = try requireState()
+        guard (1...state.nodes.count).contains(index) else {
+            throw LabFailure("--node \(index): the lab has nodes 1 to \(state.nodes.count)")
+        }
+        let node = state.nodes[index - 1]
+        if let pid = node.agentPID {
+            if useKill {
+                let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                if commandLine.contains("tabbyd") { kill(pid, SIGKILL) }
+                let deadline = Date().addingTimeInterval(5)
+                while Self.alive(pid) && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            } else {
+                Self.stop(pid, expecting: "tabbyd")
+            }
+        }
+        state.nodes[index - 1].agentPID = try startAgent(node)
+        self.state = state
+        try save()
+        try waitUntilReady(state.nodes[index - 1])
+    }
+
     // MARK: pods
 
     /// Adds a pod through the real CNI plugin, as a runtime would, and starts its servers.
