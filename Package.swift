@@ -65,7 +65,7 @@ let package = Package(
         // The nftables backend: the IR compiled to sets, verdict maps and chains, sent through libnftnl.
         .target(
             name: "TabbyNftables",
-            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "CMNL", "CNFTNL", "CTabbyShims"],
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "CMNL", "CNFTNL"],
             path: "Modules/TabbyNftables"
         ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.

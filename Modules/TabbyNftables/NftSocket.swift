@@ -1,3 +1,4 @@
+import TabbyNetlink
 import CMNL
 import CNFTNL
 import Glibc
@@ -33,7 +34,7 @@ public final class NftSocket: @unchecked Sendable {
     /// thread that joined it and then exits; the socket keeps working in that namespace from any thread.
     /// Requires CAP_SYS_ADMIN.
     public static func open(inNamespaceAt path: String) throws -> NftSocket {
-        try NamespaceThread.run(path: path) { try NftSocket() }
+        try NetworkNamespace.run(path: path) { try NftSocket() }
     }
 
     // MARK: - Commit
