@@ -200,4 +200,69 @@ struct LabEndToEndTests {
         #expect(intervals.allSatisfy { $0 > 0 }, "intervals (bit/s): \(intervals)")
         #expect([try ruleset(1), try ruleset(2)] == before, "the restarted agents rewrote their rules")
     }
+
+    /// `natOutgoing`: with it, a pod reaches an address outside every pool (the underlay's) as
+    /// its node; without it the reply has no way back (the underlay has no route to pods).
+    @Test func natOutgoingMasqueradesTrafficLeavingThePools() throws {
+        let run = LabRun(datastore: "embedded")
+        defer { _ = try? run.lab(["down"]) }
+        try #require(try run.lab(["up", "--nodes", "1"]).status == 0)
+        try #require(try run.lab(["pod", "add", "x/a", "--node", "1", "--serve", "80/tcp"]).status == 0)
+        // A server outside the cluster (on the underlay) that answers with the address it sees.
+        let server = try ChildProcess.spawn(
+            "/usr/bin/nsenter",
+            [
+                "--net=/run/netns/tabby-lab-underlay", "/usr/bin/python3", "-c",
+                """
+                import socket
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("10.10.0.1", 9000)); s.listen(16)
+                while True:
+                    c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()
+                """,
+            ])
+        defer {
+            kill(server.pid, SIGKILL)
+            _ = server.wait()
+        }
+        func seenAs() throws -> String {
+            try ChildProcess.run(
+                "/usr/bin/nsenter",
+                [
+                    "--net=/run/netns/tabby-lab-pod-x-a", "/usr/bin/python3", "-c",
+                    """
+                    import socket
+                    try:
+                        s = socket.create_connection(("10.10.0.1", 9000), timeout=1); print(s.recv(64).decode())
+                    except OSError:
+                        print("unreachable")
+                    """,
+                ]
+            ).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func pool(nat: Bool) throws {
+            try run.apply(
+                """
+                apiVersion: projectcalico.org/v3
+                kind: IPPool
+                metadata: {name: default-ipv4-ippool}
+                spec: {cidr: 10.65.0.0/16, blockSize: 26, vxlanMode: Always, natOutgoing: \(nat)}
+                """)
+        }
+        func eventually(_ expected: String) throws -> String {
+            var last = ""
+            for _ in 0..<30 {
+                last = try seenAs()
+                if last == expected { break }
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            return last
+        }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(try eventually("unreachable") == "unreachable")
+        try pool(nat: true)
+        #expect(try eventually("10.10.0.11") == "10.10.0.11")
+        try pool(nat: false)
+        #expect(try eventually("unreachable") == "unreachable")
+    }
 }

@@ -118,6 +118,8 @@ public final class Agent: Sendable {
     /// the revision to watch after.
     func fullSync(_ sync: inout PolicySync, underlay: InterfaceAddress) async throws -> Revision {
         let (items, revision) = try await store.list(prefix: "/tabby/")
+        // NAT first: the dataplane's first reconcile then expects exactly what a previous run made.
+        try await updateOutgoingNAT()
         try sync.resync(items: items)
         try await routes.sync(store: store, underlay: underlay, metrics: metrics)
         metrics.update {
@@ -161,9 +163,20 @@ public final class Agent: Sendable {
                 return
             }
             let routingChanged = try sync.apply(batch)
-            if routingChanged { try await routes.sync(store: store, underlay: underlay, metrics: metrics) }
+            if routingChanged {
+                try await updateOutgoingNAT()
+                try await routes.sync(store: store, underlay: underlay, metrics: metrics)
+            }
         }
         if let error = buffer.withLock({ $0.error }) { throw AgentError("the datastore watch ended: \(error)") }
+    }
+
+    /// Pools with `natOutgoing` masquerade traffic to outside every pool.
+    func updateOutgoingNAT() async throws {
+        let pools = try await ResourceClient(store: store).list(IPPool.self).filter { $0.spec.disabled != true }
+        let all = pools.compactMap { CIDR($0.spec.cidr) }
+        let nat = pools.filter { $0.spec.natOutgoing == true }.compactMap { CIDR($0.spec.cidr) }
+        try dataplane.setOutgoingNAT(OutgoingNAT(natPools: nat, allPools: all))
     }
 
     /// Periodic IPAM housekeeping (Calico's kube-controllers does this): release empty blocks

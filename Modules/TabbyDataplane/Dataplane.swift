@@ -22,6 +22,25 @@ public protocol Dataplane: Sendable {
     func reconcile(_ ir: PolicyIR) throws(DataplaneError) -> [String]
     func sweep(keeping ir: PolicyIR) throws(DataplaneError)
     func status() -> DataplaneStatus
+    /// IP pools' `natOutgoing`: traffic from these pools to anywhere outside every pool leaves
+    /// with the node's address. Set before the first apply or reconcile (tabbyd does), so a
+    /// restarted agent finds the kernel already as wanted.
+    func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError)
+}
+
+/// Which pools masquerade traffic that leaves the pods' address space.
+public struct OutgoingNAT: Sendable, Hashable {
+    /// Pools with `natOutgoing: true`.
+    public var natPools: [CIDR]
+    /// Every enabled pool (destinations inside any of them are not NATed).
+    public var allPools: [CIDR]
+
+    public init(natPools: [CIDR] = [], allPools: [CIDR] = []) {
+        self.natPools = natPools
+        self.allPools = allPools
+    }
+
+    public static let none = OutgoingNAT()
 }
 
 /// Settings every backend honours.

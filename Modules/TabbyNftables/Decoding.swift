@@ -237,6 +237,8 @@ enum NftDecoding {
             return .verdict(verdict)
         case "counter":
             return .counter
+        case "masq":
+            return .masquerade
         case "log":
             return .log(
                 prefix: isSet(NFTNL_EXPR_LOG_PREFIX)

@@ -468,6 +468,8 @@ enum NftnlObjects {
             return object
         case .counter:
             return make("counter")
+        case .masquerade:
+            return make("masq")
         case .log(let prefix):
             let object = make("log")
             if let prefix {

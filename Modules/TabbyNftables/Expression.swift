@@ -97,6 +97,8 @@ public enum NftExpression: Hashable, Sendable, CustomStringConvertible {
     case verdict(NftVerdict)
     case counter
     case log(prefix: String?)
+    /// Source NAT to the outgoing interface's address (`masquerade`, nat chains at postrouting).
+    case masquerade
     /// An expression this layer does not model, as read back from the kernel (its libnftnl name).
     case unsupported(String)
 
@@ -117,6 +119,7 @@ public enum NftExpression: Hashable, Sendable, CustomStringConvertible {
         case .immediate(let data, let register): "[ immediate \(register) \(hex(data)) ]"
         case .verdict(let verdict): "[ immediate verdict \(verdict) ]"
         case .counter: "[ counter ]"
+        case .masquerade: "[ masq ]"
         case .log(let prefix): "[ log\(prefix.map { " prefix \($0)" } ?? "") ]"
         case .unsupported(let name): "[ \(name) (unsupported) ]"
         }

@@ -74,8 +74,8 @@ public enum NftChange: Sendable, Hashable {
                 if before.base != chain.base { return [.replaceTable(new)] }
                 if before.rules != chain.rules { rewrites.append(.rewriteChain(name: name, chain)) }
             } else {
-                if chain.base != nil { return [.replaceTable(new)] }
-                adds.append(.addChain(name: name, NftPlanChain()))
+                // A new chain (a base chain keeps its hook) is added empty, then filled.
+                adds.append(.addChain(name: name, NftPlanChain(base: chain.base)))
                 rewrites.append(.rewriteChain(name: name, chain))
             }
         }

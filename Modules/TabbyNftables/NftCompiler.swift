@@ -18,8 +18,11 @@ import TabbyPolicy
 /// - IP sets as named sets per family (`s-…-v4`, interval sets of merged CIDRs; named ports as
 ///   `address . protocol . port` sets), so membership changes are element updates only.
 public enum NftCompiler {
-    public static func compile(_ ir: PolicyIR, configuration: DataplaneConfiguration = .calicoDefaults) -> NftPlan {
+    public static func compile(
+        _ ir: PolicyIR, configuration: DataplaneConfiguration = .calicoDefaults, nat: OutgoingNAT = .none
+    ) -> NftPlan {
         var plan = NftPlan()
+        addOutgoingNAT(nat, to: &plan)
         let prefix = configuration.workloadInterfacePrefix
         let accept = NftPlan.acceptMark
         let both = NftPlan.acceptMark | NftPlan.passMark
@@ -98,6 +101,31 @@ public enum NftCompiler {
                     comment: "failsafe")
             ] + ingress)
         return plan
+    }
+
+    /// `natOutgoing`: a nat chain at postrouting that masquerades traffic from a NAT pool to any
+    /// address outside every pool.
+    static func addOutgoingNAT(_ nat: OutgoingNAT, to plan: inout NftPlan) {
+        guard !nat.natPools.isEmpty else { return }
+        var rules: [NftPlanRule] = []
+        for (family, version, suffix) in [(NftFamily.ipv4, IPFamily.v4, "v4"), (.ipv6, .v6, "v6")] {
+            let natPools = nat.natPools.filter { $0.family == version }
+            guard !natPools.isEmpty else { continue }
+            let all = nat.allPools.filter { $0.family == version }
+            plan.sets["pools-nat-\(suffix)"] = NftPlanSet(
+                kind: version == .v4 ? .ipv4Net : .ipv6Net, elements: Set(merged(natPools).map(\.description)))
+            plan.sets["pools-all-\(suffix)"] = NftPlanSet(
+                kind: version == .v4 ? .ipv4Net : .ipv6Net, elements: Set(merged(all + natPools).map(\.description)))
+            rules.append(
+                NftPlanRule(
+                    [
+                        .nfproto(family),
+                        .addressInSet(source: true, family: family, set: "pools-nat-\(suffix)", negated: false),
+                        .addressInSet(source: false, family: family, set: "pools-all-\(suffix)", negated: true),
+                    ], .masquerade, comment: "natOutgoing"))
+        }
+        plan.chains["nat-outgoing"] = NftPlanChain(
+            base: .init(hook: .postrouting, priority: 100, policy: .accept, type: .nat), rules: rules)
     }
 
     // MARK: Names

@@ -107,6 +107,7 @@ public struct NftNetlinkCommitter: NftCommitter {
     /// Set kinds follow from Tabby's names (`-v4`/`-v6`, `s-`/`p-`, the failsafe sets).
     static func kindOf(_ name: String) -> NftPlanSet.Kind? {
         if name.hasPrefix("failsafe-") { return .protocolPort }
+        if name.hasPrefix("pools-") { return name.hasSuffix("-v6") ? .ipv6Net : .ipv4Net }
         let v6 = name.hasSuffix("-v6")
         if name.hasPrefix("p-") { return v6 ? .ipv6AddressProtocolPort : .ipv4AddressProtocolPort }
         if name.hasPrefix("s-") { return v6 ? .ipv6Net : .ipv4Net }
@@ -136,10 +137,11 @@ public struct NftNetlinkCommitter: NftCommitter {
         case .input: hook = .input
         case .forward: hook = .forward
         case .output: hook = .output
+        case .postrouting: hook = .postrouting
         }
         return NftChain(
             table: table, name: name, hook: hook, priority: base.priority,
-            policy: base.policy == .accept ? .accept : .drop, type: .filter)
+            policy: base.policy == .accept ? .accept : .drop, type: base.type == .nat ? .nat : .filter)
     }
 
     /// A plan element (`10.0.0.0/8`, `10.0.0.5 . 6 . 80`, `6 . 22`) as a set key.
@@ -285,6 +287,7 @@ public struct NftNetlinkCommitter: NftCommitter {
                 .metaSet(.mark, from: r1),
             ]
         case .log(let prefix): return [.log(prefix: prefix)]
+        case .masquerade: return [.masquerade]
         case .dispatch(let map, let inbound):
             return [
                 .meta(inbound ? .iifname : .oifname, into: r1),

@@ -40,7 +40,7 @@ public struct NftPlan: Sendable, Hashable {
             lines.append("    chain \(name) {")
             if let base = chain.base {
                 lines.append(
-                    "        type filter hook \(base.hook.rawValue) priority \(base.priority); policy \(base.policy.rawValue);"
+                    "        type \(base.type.rawValue) hook \(base.hook.rawValue) priority \(base.priority); policy \(base.policy.rawValue);"
                 )
             }
             for rule in chain.rules { lines.append("        " + rule.nftText) }
@@ -79,12 +79,14 @@ public struct NftPlanSet: Sendable, Hashable {
 }
 
 public struct NftPlanChain: Sendable, Hashable {
-    public enum Hook: String, Sendable, Hashable { case input, forward, output }
+    public enum Hook: String, Sendable, Hashable { case input, forward, output, postrouting }
+    public enum ChainType: String, Sendable, Hashable { case filter, nat }
     public enum Policy: String, Sendable, Hashable { case accept, drop }
     public struct Base: Sendable, Hashable {
         public var hook: Hook
         public var priority: Int32
         public var policy: Policy
+        public var type: ChainType = .filter
     }
 
     public var base: Base?
@@ -181,6 +183,8 @@ public enum PlanVerdict: Sendable, Hashable {
     case log(String)
     /// `iifname vmap @map` / `oifname vmap @map`.
     case dispatch(map: String, inbound: Bool)
+    /// Source NAT to the outgoing interface's address.
+    case masquerade
 
     var nftText: String {
         switch self {
@@ -192,6 +196,7 @@ public enum PlanVerdict: Sendable, Hashable {
         case .clearMark(let bits): return "meta mark set meta mark & 0x\(String(~bits, radix: 16))"
         case .log(let prefix): return "log prefix \"\(prefix)\""
         case .dispatch(let map, let inbound): return "\(inbound ? "iifname" : "oifname") vmap @\(map)"
+        case .masquerade: return "masquerade"
         }
     }
 }

@@ -32,6 +32,9 @@ public final class NftablesDataplane: Dataplane {
 
     struct State {
         var plan: NftPlan?
+        /// The IR of the last apply or reconcile (what a NAT change recompiles against).
+        var ir: PolicyIR?
+        var nat = OutgoingNAT.none
         var applies = 0
         var lastApplySeconds: Double?
         var lastError: String?
@@ -70,7 +73,7 @@ public final class NftablesDataplane: Dataplane {
             }
             changes += removals
         } else {
-            new = NftCompiler.compile(ir, configuration: configuration)
+            new = NftCompiler.compile(ir, configuration: configuration, nat: state.withLock { $0.nat })
             changes = NftChange.between(old, new)
         }
         do {
@@ -82,6 +85,7 @@ public final class NftablesDataplane: Dataplane {
         let elapsed = ContinuousClock.now - started
         state.withLock {
             $0.plan = new
+            $0.ir = ir
             $0.applies += 1
             $0.lastApplySeconds =
                 Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -96,8 +100,22 @@ public final class NftablesDataplane: Dataplane {
         return rest.isEmpty
     }
 
+    public func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError) {
+        let (old, ir, changed) = state.withLock { state -> (NftPlan?, PolicyIR?, Bool) in
+            let changed = state.nat != nat
+            state.nat = nat
+            return (state.plan, state.ir, changed)
+        }
+        // Before the first apply this only records the setting.
+        guard changed, let old, let ir else { return }
+        let new = NftCompiler.compile(ir, configuration: configuration, nat: nat)
+        let changes = NftChange.between(old, new)
+        if !changes.isEmpty { try committer.commit(changes) }
+        state.withLock { $0.plan = new }
+    }
+
     public func reconcile(_ ir: PolicyIR) throws(DataplaneError) -> [String] {
-        let wanted = NftCompiler.compile(ir, configuration: configuration)
+        let wanted = NftCompiler.compile(ir, configuration: configuration, nat: state.withLock { $0.nat })
         var drift: [String] = []
         if let found = try committer.readBack() {
             for (name, chain) in wanted.chains where found.chainRuleCounts[name] != chain.rules.count {
@@ -119,15 +137,22 @@ public final class NftablesDataplane: Dataplane {
         if !drift.isEmpty { try committer.commit([.replaceTable(wanted)]) }
         // Matching or repaired, the kernel now holds `wanted`: later applies diff against it (a
         // restarted agent adopts its rules instead of rebuilding them).
-        state.withLock { $0.plan = wanted }
+        state.withLock {
+            $0.plan = wanted
+            $0.ir = ir
+        }
         return drift.sorted()
     }
 
     public func sweep(keeping ir: PolicyIR) throws(DataplaneError) {
         // Everything of Tabby's lives in one table: an empty IR still keeps the table (its base
         // chains fail closed for unknown workloads), so sweeping means rewriting it to `ir`.
-        try committer.commit([.replaceTable(NftCompiler.compile(ir, configuration: configuration))])
-        state.withLock { $0.plan = NftCompiler.compile(ir, configuration: configuration) }
+        let wanted = NftCompiler.compile(ir, configuration: configuration, nat: state.withLock { $0.nat })
+        try committer.commit([.replaceTable(wanted)])
+        state.withLock {
+            $0.plan = wanted
+            $0.ir = ir
+        }
     }
 
     public func status() -> DataplaneStatus {

@@ -173,3 +173,31 @@ extension NftCompilerTests {
             })
     }
 }
+
+extension NftCompilerTests {
+    /// natOutgoing: a nat chain at postrouting; turning it on adds that chain without rewriting
+    /// the table.
+    @Test func outgoingNATAddsANatChainIncrementally() throws {
+        let nat = OutgoingNAT(
+            natPools: [CIDR("10.65.0.0/16")!], allPools: [CIDR("10.65.0.0/16")!, CIDR("10.66.0.0/16")!])
+        let plan = NftCompiler.compile(Self.ir(), nat: nat)
+        let chain = try #require(plan.chains["nat-outgoing"])
+        #expect(chain.base?.type == .nat && chain.base?.hook == .postrouting)
+        #expect(
+            chain.rules.map(\.nftText) == [
+                "meta nfproto ipv4 ip saddr @pools-nat-v4 ip daddr != @pools-all-v4 masquerade comment \"natOutgoing\""
+            ])
+        #expect(plan.sets["pools-all-v4"]?.elements == ["10.65.0.0/16", "10.66.0.0/16"])
+        #expect(plan.nftText.contains("type nat hook postrouting priority 100; policy accept;"))
+
+        let committer = RecordingCommitter()
+        let dataplane = NftablesDataplane(committer: committer)
+        try dataplane.apply(PolicyDelta.between(PolicyIR(), Self.ir()), resulting: Self.ir())
+        try dataplane.setOutgoingNAT(nat)
+        let sent = try #require(committer.commits.last)
+        #expect(!sent.contains { if case .replaceTable = $0 { return true } else { return false } })
+        #expect(sent.contains { if case .addChain("nat-outgoing", _) = $0 { return true } else { return false } })
+        try dataplane.setOutgoingNAT(nat)
+        #expect(committer.commits.count == 2, "an unchanged setting sends nothing")
+    }
+}
