@@ -35,6 +35,23 @@ public struct NftNetlinkCommitter: NftCommitter {
         do { try socket.commit(batch) } catch { throw .kernel("nftables: \(error)") }
     }
 
+    public func deleteOtherTabbyTables() throws(DataplaneError) -> [String] {
+        do {
+            let others = try socket.tables().filter {
+                $0.name.hasPrefix("tabby") && !($0.family == .inet && $0.name == Self.table)
+            }
+            guard !others.isEmpty else { return [] }
+            var batch = NftBatch()
+            for table in others {
+                batch.delete(table: NftTable(family: table.family, name: table.name), ifExists: true)
+            }
+            try socket.commit(batch)
+            return others.map { "\($0.family) \($0.name)" }
+        } catch {
+            throw .kernel("nftables sweep: \(error)")
+        }
+    }
+
     public func readBack() throws(DataplaneError) -> NftKernelSummary? {
         do {
             guard try socket.tables().contains(where: { $0.family == .inet && $0.name == Self.table }) else {

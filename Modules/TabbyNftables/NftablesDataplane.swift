@@ -11,6 +11,9 @@ public protocol NftCommitter: Sendable {
     func readBack() throws(DataplaneError) -> NftKernelSummary?
     /// Deletes `inet tabby` if present.
     func deleteTable() throws(DataplaneError)
+    /// Deletes nftables tables of Tabby's other than `inet tabby` (`ip tabby`, `ip6 tabby-*`, ...:
+    /// what an older layout or another backend left); returns what it deleted.
+    func deleteOtherTabbyTables() throws(DataplaneError) -> [String]
 }
 
 public struct NftKernelSummary: Sendable, Hashable {
@@ -145,6 +148,7 @@ public final class NftablesDataplane: Dataplane {
     }
 
     public func sweep(keeping ir: PolicyIR) throws(DataplaneError) {
+        _ = try committer.deleteOtherTabbyTables()
         // Everything of Tabby's lives in one table: an empty IR still keeps the table (its base
         // chains fail closed for unknown workloads), so sweeping means rewriting it to `ir`.
         let wanted = NftCompiler.compile(ir, configuration: configuration, nat: state.withLock { $0.nat })
@@ -204,6 +208,19 @@ public struct NftScriptCommitter: NftCommitter {
 
     public func commit(_ changes: [NftChange]) throws(DataplaneError) {
         _ = try run(["-f", "-"], input: changes.map(\.nftText).joined())
+    }
+
+    public func deleteOtherTabbyTables() throws(DataplaneError) -> [String] {
+        var deleted: [String] = []
+        for line in try run(["list", "tables"], input: "").split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard words.count == 3, words[2].hasPrefix("tabby"), !(words[1] == "inet" && words[2] == "tabby") else {
+                continue
+            }
+            _ = try run(["delete", "table", String(words[1]), String(words[2])], input: "")
+            deleted.append("\(words[1]) \(words[2])")
+        }
+        return deleted
     }
 
     public func deleteTable() throws(DataplaneError) {

@@ -135,6 +135,7 @@ final class RecordingCommitter: NftCommitter, @unchecked Sendable {
     func commit(_ changes: [NftChange]) throws(DataplaneError) { commits.append(changes) }
     func readBack() throws(DataplaneError) -> NftKernelSummary? { nil }
     func deleteTable() throws(DataplaneError) {}
+    func deleteOtherTabbyTables() throws(DataplaneError) -> [String] { [] }
 }
 
 extension NftCompilerTests {

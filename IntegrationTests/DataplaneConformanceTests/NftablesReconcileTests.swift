@@ -1,0 +1,61 @@
+import Foundation
+import TabbyDataplane
+import TabbyNetlink
+import TabbyNftables
+import TabbyPolicy
+import Testing
+
+/// reconcile repairs what someone changed behind the backend's back; sweep removes what is
+/// Tabby's and not wanted, and nothing else.
+@Suite(
+    "nftables reconcile and sweep",
+    .enabled(if: geteuid() == 0, "creates a network namespace and nftables tables: needs CAP_NET_ADMIN (root)"),
+    .serialized)
+struct NftablesReconcileTests {
+    func nft(_ namespace: String, _ arguments: [String], input: String = "") -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = ["--net=\(namespace)", "/usr/sbin/nft"] + arguments
+        let stdin = Pipe()
+        let stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stdout
+        try? process.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try? stdin.fileHandleForWriting.close()
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    @Test func reconcileRepairsAFlushedChainAndSweepRemovesOnlyTabbysLeftovers() throws {
+        let name = "tabby-t-nftrec-\(UUID().uuidString.prefix(6).lowercased())"
+        let path = try NetworkNamespace.create(named: name)
+        defer { try? NetworkNamespace.delete(named: name) }
+        let dataplane = NftablesDataplane(committer: try NftNetlinkCommitter(namespacePath: path))
+        let ir = PolicyIR()
+        // First start: nothing there, so it is written.
+        #expect(try dataplane.reconcile(ir) == ["table inet tabby is missing"])
+        // Unchanged: nothing to repair, nothing sent.
+        #expect(try dataplane.reconcile(ir).isEmpty)
+        // Someone flushes the forward chain: reconcile notices and repairs.
+        #expect(nft(path, ["flush", "chain", "inet", "tabby", "forward"]).0 == 0)
+        let repaired = try dataplane.reconcile(ir)
+        #expect(repaired.contains { $0.hasPrefix("chain forward") }, "\(repaired)")
+        #expect(
+            nft(path, ["list", "chain", "inet", "tabby", "forward"]).1.contains("ct state established,related accept"))
+
+        // Leftovers: an old Tabby table in another family, and someone else's table.
+        #expect(
+            nft(
+                path, ["-f", "-"],
+                input: "table ip tabby_old {\n chain c {\n }\n}\ntable ip filter {\n chain c {\n }\n}\n"
+            ).0 == 0)
+        try dataplane.sweep(keeping: ir)
+        let tables = nft(path, ["list", "tables"]).1
+        #expect(!tables.contains("tabby_old"), "\(tables)")
+        #expect(tables.contains("table ip filter"), "not Tabby's, so it stays: \(tables)")
+        #expect(tables.contains("table inet tabby"), "\(tables)")
+    }
+}
