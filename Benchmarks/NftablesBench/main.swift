@@ -6,7 +6,7 @@
 // the client's egress and the server's ingress programs apply. For N policies and N IP set
 // members, each policy selects the server and allows TCP from a large network set on a port the
 // traffic never uses, so a new connection walks every policy before the last one allows it.
-//   tabby-nft-bench [--sizes 0,1000,10000] [--seconds 3]
+//   tabby-nft-bench [--sizes 0:0,1000:1000,1000:10000,10000:10000] [--seconds 3]   (policies:members)
 import Foundation
 import TabbyCore
 import TabbyDataplane
@@ -15,14 +15,19 @@ import TabbyNftables
 import TabbyPolicy
 
 struct Options {
-    var sizes = [0, 1000, 10000]
+    /// policies:members
+    var sizes = [(0, 0), (1000, 1000), (1000, 10000), (10000, 10000)]
     var seconds = 3
 
     init(_ arguments: [String]) {
         var rest = arguments[...]
         while let flag = rest.popFirst(), let value = rest.popFirst() {
             switch flag {
-            case "--sizes": sizes = value.split(separator: ",").compactMap { Int($0) }
+            case "--sizes":
+                sizes = value.split(separator: ",").compactMap { pair in
+                    let parts = pair.split(separator: ":").compactMap { Int($0) }
+                    return parts.count == 2 ? (parts[0], parts[1]) : parts.first.map { ($0, $0) }
+                }
             case "--seconds": seconds = Int(value) ?? seconds
             default: break
             }
@@ -85,8 +90,13 @@ for (path, hostSide, nodeAddress, podAddress) in [
 }
 try NetworkNamespace.run(path: nodePath) { try Sysctl.set("net.ipv4.ip_forward", "1") }
 
-/// The resources for N policies and N set members.
-func resources(_ count: Int) -> [PolicyResource] {
+/// `count` distinct /32s outside the lab's addresses.
+func nets(_ count: Int) -> [String] {
+    (0..<count).map { "10.\(200 + $0 / 65536).\($0 / 256 % 256).\($0 % 256)/32" }
+}
+
+/// The resources for `count` policies and `members` IP set members.
+func resources(_ count: Int, members: Int) -> [PolicyResource] {
     var result: [PolicyResource] = []
     var profile = ProfileSpec()
     profile.ingress = [Rule(action: .allow)]
@@ -107,10 +117,12 @@ func resources(_ count: Int) -> [PolicyResource] {
                     metadata: ObjectMeta(name: name, namespace: "bench", labels: ["app": name]), spec: spec)))
     }
     guard count > 0 else { return result }
-    var set = GlobalNetworkSetSpec()
-    set.nets = (0..<count).map { "10.\(200 + $0 / 65536).\($0 / 256 % 256).\($0 % 256)/32" }
+    // A namespaced policy's selectors see the network sets of its own namespace.
+    var set = NetworkSetSpec()
+    set.nets = nets(members)
     result.append(
-        .globalNetworkSet(GlobalNetworkSet(metadata: ObjectMeta(name: "others", labels: ["role": "other"]), spec: set)))
+        .networkSet(
+            NetworkSet(metadata: ObjectMeta(name: "others", namespace: "bench", labels: ["role": "other"]), spec: set)))
     for index in 0..<count {
         var spec = NetworkPolicySpec()
         spec.selector = "app == 'server'"
@@ -168,10 +180,10 @@ func pingCycle() -> Double {
 func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
 
 print(
-    "| policies and IP set members | program from scratch (tabby, netlink) | same with `nft -f` | ratio | one member change (tabby, in process) | `nft add element` | iperf3 Gbit/s (no rules / tabby) | ratio | ping -f cycle µs (no rules / tabby) | added µs |"
+    "| policies / IP set members | program from scratch (tabby, netlink) | same with `nft -f` | ratio | one member change (tabby, in process) | `nft add element` | iperf3 Gbit/s (no rules / tabby) | ratio | ping -f cycle µs (no rules / tabby) | added µs |"
 )
 print("|---|---|---|---|---|---|---|---|---|---|")
-for size in options.sizes {
+for (size, members) in options.sizes {
     let committer = try NftNetlinkCommitter(namespacePath: nodePath)
     try committer.deleteTable()
     // The baseline: the same topology with no Tabby rules, measured in this run.
@@ -179,7 +191,7 @@ for size in options.sizes {
     let baseCycle = pingCycle()
 
     var engine = PolicyEngine()
-    let delta = engine.apply(resources(size).map { .upsert($0) })
+    let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
     let dataplane = NftablesDataplane(committer: committer)
     let programStart = ContinuousClock.now
     try dataplane.apply(delta, resulting: engine.ir)
@@ -199,14 +211,19 @@ for size in options.sizes {
     // One member more in the big set.
     var change = "-"
     var peerChange = "-"
-    if size > 0 {
-        var set = GlobalNetworkSetSpec()
-        set.nets = (0..<size).map { "10.\(200 + $0 / 65536).\($0 / 256 % 256).\($0 % 256)/32" } + ["10.250.0.1/32"]
+    if size > 0 && members > 0 {
+        var set = NetworkSetSpec()
+        set.nets = nets(members) + ["10.250.0.1/32"]
         let update = engine.apply([
             .upsert(
-                .globalNetworkSet(
-                    GlobalNetworkSet(metadata: ObjectMeta(name: "others", labels: ["role": "other"]), spec: set)))
+                .networkSet(
+                    NetworkSet(
+                        metadata: ObjectMeta(name: "others", namespace: "bench", labels: ["role": "other"]), spec: set))
+            )
         ])
+        guard update.ipSetMembersAdded.values.map(\.count).reduce(0, +) == 1 else {
+            fatalError("the one-member change did not become a one-member delta: \(update)")
+        }
         let changeStart = ContinuousClock.now
         try fresh.apply(update, resulting: engine.ir)
         change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
@@ -222,7 +239,7 @@ for size in options.sizes {
     let ruleThroughput = throughput()
     let ruleCycle = pingCycle()
     print(
-        "| \(size) | \(format(program * 1000, 1)) ms | \(format(nftProgram * 1000, 1)) ms | \(format(nftProgram / program)) | \(change) | \(peerChange) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
+        "| \(size) / \(members) | \(format(program * 1000, 1)) ms | \(format(nftProgram * 1000, 1)) ms | \(format(nftProgram / program)) | \(change) | \(peerChange) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
     )
     try committer.deleteTable()
 }

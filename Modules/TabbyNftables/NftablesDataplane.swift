@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TabbyCore
 import TabbyDataplane
 import TabbyPolicy
 
@@ -55,18 +56,37 @@ public final class NftablesDataplane: Dataplane {
 
     public func apply(_ delta: PolicyDelta, resulting ir: PolicyIR) throws(DataplaneError) {
         let started = ContinuousClock.now
-        let old = state.withLock { $0.plan }
         var new: NftPlan
         var changes: [NftChange]
-        if let old, Self.onlyMembersChanged(delta) {
+        let memberOnly = Self.onlyMembersChanged(delta)
+        // A member-only apply edits the plan in place: taken out of the state so that it is not
+        // copied (a 10,000-element set would be), put back (or, after a failure, left out so the
+        // next apply rewrites the table) below.
+        var old = state.withLock { state -> NftPlan? in
+            let plan = state.plan
+            if memberOnly { state.plan = nil }
+            return plan
+        }
+        if memberOnly, old != nil {
             // Only the touched sets are recomputed and diffed: chains and rules stay as they are.
-            new = old
+            new = old!
+            old = nil
             changes = []
             var removals: [NftChange] = []
             for id in Set(delta.ipSetMembersAdded.keys).union(delta.ipSetMembersRemoved.keys).sorted() {
                 guard let set = ir.ipSets[id] else { continue }
+                // The common case, host addresses (pods) joining or leaving: element edits from the
+                // delta alone, without recomputing a set of 10,000 members.
+                if let fast = Self.hostMemberChanges(
+                    added: delta.ipSetMembersAdded[id] ?? [], removed: delta.ipSetMembersRemoved[id] ?? [], set: set,
+                    plan: &new)
+                {
+                    changes += fast.additions
+                    removals += fast.removals
+                    continue
+                }
                 for (name, planSet) in NftCompiler.sets(for: set) {
-                    let before = old.sets[name]?.elements ?? []
+                    let before = new.sets[name]?.elements ?? []
                     let added = planSet.elements.subtracting(before).sorted()
                     let removed = before.subtracting(planSet.elements).sorted()
                     if !added.isEmpty { changes.append(.addElements(set: name, added)) }
@@ -94,6 +114,44 @@ public final class NftablesDataplane: Dataplane {
                 Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             $0.lastError = nil
         }
+    }
+
+    /// Element edits for a change of /32 and /128 members of a CIDR set, when no element of the
+    /// set covers them (then the merged set is the old one plus or minus exactly these); nil
+    /// otherwise (the caller recomputes the set).
+    static func hostMemberChanges(
+        added: Set<IPSetMember>, removed: Set<IPSetMember>, set: IPSet, plan: inout NftPlan
+    ) -> (additions: [NftChange], removals: [NftChange])? {
+        guard set.definition.namedPort == nil else { return nil }
+        var edits: [String: (add: [String], remove: [String])] = [:]
+        for (member, adding) in added.map({ ($0, true) }) + removed.map({ ($0, false) }) {
+            guard case .net(let cidr) = member, cidr.prefixLength == cidr.network.bitWidth else { return nil }
+            let family: NftFamily = cidr.family == .v4 ? .ipv4 : .ipv6
+            let name = NftCompiler.setName(set.id, family)
+            guard let elements = plan.sets[name]?.elements else { return nil }
+            // Covered by a wider element: the merged set does not change by this member alone.
+            for length in 0..<cidr.prefixLength
+            where elements.contains(CIDR(network: cidr.network, prefixLength: length).description) {
+                return nil
+            }
+            if adding {
+                edits[name, default: ([], [])].add.append(cidr.description)
+            } else {
+                edits[name, default: ([], [])].remove.append(cidr.description)
+            }
+        }
+        var additions: [NftChange] = []
+        var removals: [NftChange] = []
+        for (name, edit) in edits.sorted(by: { $0.key < $1.key }) {
+            let before = plan.sets[name]!.elements
+            let add = edit.add.filter { !before.contains($0) }.sorted()
+            let remove = edit.remove.filter { before.contains($0) }.sorted()
+            plan.sets[name]!.elements.formUnion(add)
+            plan.sets[name]!.elements.subtract(remove)
+            if !add.isEmpty { additions.append(.addElements(set: name, add)) }
+            if !remove.isEmpty { removals.append(.deleteElements(set: name, remove)) }
+        }
+        return (additions, removals)
     }
 
     static func onlyMembersChanged(_ delta: PolicyDelta) -> Bool {
