@@ -234,6 +234,11 @@ let package = Package(
             path: "IntegrationTests/DataplaneConformanceTests"
         ),
         .testTarget(
+            name: "TabbyAgentTests",
+            dependencies: ["TabbyAgent", "TabbyCore", "TabbyDataplane", "TabbyStore", "TabbyTestSupport"],
+            path: "Tests/TabbyAgentTests"
+        ),
+        .testTarget(
             name: "TabbyCNITests",
             dependencies: ["TabbyCNI", "TabbyCore", "TabbyIPAM", "TabbyStore", "TabbyTestSupport"],
             path: "Tests/TabbyCNITests"

@@ -43,15 +43,18 @@ public final class Agent: Sendable {
     let store: any KeyValueStore
     let routes: RouteSync
 
-    public init(configuration: AgentConfiguration, dataplane: any Dataplane, metrics: AgentMetrics, logger: Logger)
-        throws
-    {
+    public init(
+        configuration: AgentConfiguration, dataplane: any Dataplane, metrics: AgentMetrics, logger: Logger,
+        settings: AgentSettings = AgentSettings(), store: (any KeyValueStore)? = nil
+    ) throws {
         self.configuration = configuration
         self.dataplane = dataplane
         self.metrics = metrics
         self.logger = logger
-        store = try configuration.datastore.makeStore()
-        routes = RouteSync(nodeName: configuration.nodeName, logger: logger)
+        self.store = try store ?? configuration.datastore.makeStore()
+        routes = RouteSync(
+            nodeName: configuration.nodeName, logger: logger, vni: settings.vxlanVNI, port: settings.vxlanPort,
+            mtu: settings.vxlanMTU)
     }
 
     /// Registers the node, syncs, then follows the datastore until cancelled.

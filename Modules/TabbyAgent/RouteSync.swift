@@ -16,15 +16,20 @@ import TabbyStore
 /// that protocol on the VXLAN device or the underlay interface, never anything else.
 final class RouteSync: Sendable {
     static let device = "vxlan.calico"
-    static let vni: UInt32 = 4096
-    static let port: UInt16 = 4789
 
     let nodeName: String
     let logger: Logger
+    /// FelixConfiguration's vxlanVNI, vxlanPort, vxlanMTU (nil: underlay MTU - 50).
+    let vni: UInt32
+    let port: UInt16
+    let mtu: Int?
 
-    init(nodeName: String, logger: Logger) {
+    init(nodeName: String, logger: Logger, vni: UInt32 = 4096, port: UInt16 = 4789, mtu: Int? = nil) {
         self.nodeName = nodeName
         self.logger = logger
+        self.vni = vni
+        self.port = port
+        self.mtu = mtu
     }
 
     /// The address (with its prefix length) of the interface the default route leaves through.
@@ -183,8 +188,8 @@ final class RouteSync: Sendable {
         }
         if try socket.link(named: Self.device) == nil {
             try socket.createVXLAN(
-                name: Self.device, vni: Self.vni, port: Self.port, local: underlay.address, parentIndex: underlayLink,
-                mtu: underlayMTU - 50, learning: false, mac: mac)
+                name: Self.device, vni: vni, port: port, local: underlay.address, parentIndex: underlayLink,
+                mtu: mtu ?? underlayMTU - 50, learning: false, mac: mac)
         }
         guard let link = try socket.link(named: Self.device) else { throw AgentError("\(Self.device) did not appear") }
         try socket.addAddress(InterfaceAddress(address, prefixLength: 32), index: link.index, replace: true)

@@ -51,6 +51,16 @@ public struct DataplaneConfiguration: Sendable, Hashable {
     public var failsafeInbound: [FailsafePort]
     /// Outbound from the host, always open (failsafeOutboundHostPorts).
     public var failsafeOutbound: [FailsafePort]
+    /// What happens to traffic from a workload to its own host after the workload's egress
+    /// policy allowed it (Felix's DefaultEndpointToHostAction; Calico's default is Drop).
+    public var endpointToHostAction: EndpointToHostAction = .drop
+
+    public enum EndpointToHostAction: String, Sendable, Hashable {
+        case drop = "Drop"
+        case accept = "Accept"
+        /// Go on to the host's own rules.
+        case `return` = "Return"
+    }
 
     public struct FailsafePort: Sendable, Hashable {
         public var protocolNumber: Int

@@ -86,13 +86,19 @@ public enum NftCompiler {
         ]
         plan.chains["forward"] = NftPlanChain(
             base: .init(hook: .forward, priority: 0, policy: .accept), rules: tracked + egress + ingress)
+        var toHost: [NftPlanRule] = []
+        switch configuration.endpointToHostAction {
+        case .drop: toHost = [NftPlanRule([.iifnamePrefix(prefix)], .drop, comment: "workload to host: Drop")]
+        case .accept: toHost = [NftPlanRule([.iifnamePrefix(prefix)], .accept, comment: "workload to host: Accept")]
+        case .return: break
+        }
         plan.chains["input"] = NftPlanChain(
             base: .init(hook: .input, priority: 0, policy: .accept),
             rules: tracked + [
                 NftPlanRule(
                     [.notIifnamePrefix(prefix), .protocolPortInSet(set: "failsafe-in", source: false)], .accept,
                     comment: "failsafe")
-            ] + egress)
+            ] + egress + toHost)
         plan.chains["output"] = NftPlanChain(
             base: .init(hook: .output, priority: 0, policy: .accept),
             rules: tracked + [

@@ -24,10 +24,11 @@ enum Dataplanes {
         return names
     }
 
-    static func make(_ name: String) throws -> any Dataplane {
+    static func make(_ name: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
         switch name {
         #if NFTables
-            case "nftables": return NftablesDataplane(committer: try NftNetlinkCommitter())
+            case "nftables":
+                return NftablesDataplane(committer: try NftNetlinkCommitter(), configuration: configuration)
         #endif
         default:
             throw ValidationError(
@@ -61,22 +62,28 @@ struct Tabbyd: AsyncParsableCommand {
     )
     var underlayAddress: String?
 
-    @Option(help: "Loopback port for /liveness and /readiness (Felix uses 9099); 0 disables.")
-    var healthPort: Int = 9099
+    @Option(
+        help:
+            "Loopback port for /liveness and /readiness; 0 disables (default: FelixConfiguration healthPort, else 9099)."
+    )
+    var healthPort: Int?
 
-    @Option(help: "Loopback port for Prometheus /metrics (Felix uses 9091); 0 disables.")
-    var metricsPort: Int = 9091
+    @Option(
+        help:
+            "Loopback port for Prometheus /metrics; 0 disables (default: FelixConfiguration prometheusMetricsPort, else 9091)."
+    )
+    var metricsPort: Int?
 
     @Option(help: "Seconds between IPAM housekeeping runs (empty-block release, leak check).")
     var housekeepingSeconds: Int = 300
 
-    @Option(help: "debug, info, warning or error.")
-    var logLevel: String = "info"
+    @Option(help: "debug, info, warning or error (default: FelixConfiguration logSeverityScreen, else info).")
+    var logLevel: String?
 
     @OptionGroup var datastore: DatastoreOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel.lowercased()) != nil else {
+        if let logLevel, Logger.Level(rawValue: logLevel.lowercased()) == nil {
             throw ValidationError("--log-level \(logLevel): use debug, info, warning or error")
         }
         if let underlayAddress, RouteSyncAddress.parse(underlayAddress) == nil {
@@ -87,7 +94,11 @@ struct Tabbyd: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel.lowercased()) ?? .info
+        let datastoreConfiguration = try datastore.configuration()
+        let store = try datastoreConfiguration.makeStore()
+        // Felix's knobs from the datastore (FelixConfiguration default, then node.<name>); flags win.
+        let settings = try await AgentSettings.load(store: store, nodeName: nodeName)
+        let level = logLevel.flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? settings.logLevel ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -96,18 +107,24 @@ struct Tabbyd: AsyncParsableCommand {
         let logger = Logger(label: "tabbyd")
         let metrics = AgentMetrics()
         let configuration = AgentConfiguration(
-            nodeName: nodeName, datastore: try datastore.configuration(),
+            nodeName: nodeName, datastore: datastoreConfiguration,
             underlayAddress: underlayAddress.flatMap(RouteSyncAddress.parse),
             housekeepingInterval: .seconds(housekeepingSeconds))
         let agent = try Agent(
-            configuration: configuration, dataplane: try Dataplanes.make(dataplane), metrics: metrics, logger: logger)
+            configuration: configuration,
+            dataplane: try Dataplanes.make(dataplane, configuration: settings.dataplane), metrics: metrics,
+            logger: logger, settings: settings, store: store)
         var services: [any Service] = [AgentService(agent: agent)]
-        for port in Set([healthPort, metricsPort]) where port > 0 {
+        let health = healthPort ?? (settings.healthEnabled ? settings.healthPort : 0)
+        let metricsAt = metricsPort ?? (settings.metricsEnabled ? settings.metricsPort : 0)
+        for port in Set([health, metricsAt]) where port > 0 {
             services.append(EndpointService(endpoints: HTTPEndpoints(metrics: metrics, port: port)))
         }
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info("tabbyd starting on node \(nodeName) with the \(dataplane) dataplane")
+        logger.info(
+            "tabbyd starting on node \(nodeName) with the \(dataplane) dataplane (health on \(health), metrics on \(metricsAt))"
+        )
         try await group.run()
     }
 }

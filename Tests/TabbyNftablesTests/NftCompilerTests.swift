@@ -236,3 +236,16 @@ extension NftCompilerTests {
         }
     }
 }
+
+extension NftCompilerTests {
+    /// DefaultEndpointToHostAction: Drop (Calico's default) ends the input chain for workloads;
+    /// Return leaves them to the host's own rules.
+    @Test func workloadToHostFollowsTheConfiguredAction() throws {
+        let dropped = try #require(NftCompiler.compile(Self.ir()).chains["input"]).rules.map(\.nftText)
+        #expect(dropped.last == "iifname \"cali*\" drop comment \"workload to host: Drop\"")
+        var configuration = DataplaneConfiguration.calicoDefaults
+        configuration.endpointToHostAction = .return
+        let returned = try #require(NftCompiler.compile(Self.ir(), configuration: configuration).chains["input"])
+        #expect(!returned.rules.contains { $0.comment?.hasPrefix("workload to host") == true })
+    }
+}
