@@ -46,6 +46,13 @@ struct NftablesConformanceTests {
         #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
     }
 
+    @Test func calicoCasesOverNetlink() throws {
+        let kit = try Self.makeKit { try NftNetlinkCommitter(namespacePath: $0) }
+        defer { kit.tearDown() }
+        let mismatches = try kit.runCalicoCases()
+        #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
+    }
+
     /// At least 200 seeded random policy/packet cases over netlink (20 policy sets x 12 probes).
     @Test func randomCasesOverNetlink() throws {
         let kit = try Self.makeKit { try NftNetlinkCommitter(namespacePath: $0) }

@@ -51,6 +51,22 @@ struct LabEndToEndTests {
             #expect(result.status == 0, "apply: \(result.stdout) \(result.stderr)")
         }
 
+        /// `tabbyctl delete -f -` of everything a manifest holds.
+        func delete(manifest: String) throws {
+            let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
+            var environment = ProcessInfo.processInfo.environment
+            var command = [tool, "delete", "-f", "-"]
+            if datastore == "etcd" {
+                environment["ETCD_ENDPOINTS"] = "http://10.10.0.1:2379"
+                command = ["/usr/bin/nsenter", "--net=/run/netns/tabby-lab-underlay"] + command
+            } else {
+                environment["TABBY_STORE"] = stateDirectory + "/tabby.db"
+            }
+            let result = try ChildProcess.run(
+                command[0], Array(command.dropFirst()), environment: environment, stdin: manifest)
+            #expect(result.status == 0, "delete: \(result.stdout) \(result.stderr)")
+        }
+
         func delete(_ kind: String, _ name: String, namespace: String) throws {
             let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
             var environment = ProcessInfo.processInfo.environment
@@ -117,20 +133,17 @@ struct LabEndToEndTests {
         #expect(results.count == 9 * 8 * 4)
         #expect(results.allSatisfy { $0["connected"] as? Bool == true })
 
-        var previous: [(String, String)] = []
-        for (name, manifest) in ConformanceKit.kubernetesCases {
-            for (policy, namespace) in previous { try run.delete("knp", policy, namespace: namespace) }
+        var previous = ""
+        for (name, manifest) in ConformanceKit.kubernetesCases + ConformanceKit.calicoCases {
+            if !previous.isEmpty { try run.delete(manifest: previous) }
             try run.apply(manifest)
-            previous = manifest.components(separatedBy: "metadata: {name: ").dropFirst().compactMap { rest in
-                let parts = rest.split(separator: "}")[0].components(separatedBy: ", namespace: ")
-                return parts.count == 2 ? (parts[0], parts[1]) : nil
-            }
+            previous = manifest
             let disagreement = try run.converge()
             #expect(disagreement.isEmpty, "\(datastore), case \(name):\n\(disagreement)")
         }
 
         // Dynamic steps on case 3 (x/a only from namespace y): relabel z as y, then delete the policy.
-        for (policy, namespace) in previous { try run.delete("knp", policy, namespace: namespace) }
+        try run.delete(manifest: previous)
         try run.apply(ConformanceKit.kubernetesCases[2].manifest)
         #expect(try run.converge() == "", "\(datastore): case 3")
         try run.apply(Self.namespaces(["z": "y"]))

@@ -246,6 +246,93 @@ public final class ConformanceKit: @unchecked Sendable {
         ),
     ]
 
+    /// Calico's own semantics: tiers with Pass, a tier whose default is Pass, a Log-only policy
+    /// (which drops: being selected isolates), a GlobalNetworkPolicy with a namespaceSelector.
+    public static let calicoCases: [(name: String, manifest: String)] = [
+        (
+            "tier security passes pods a, x allows TCP 80",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: Tier
+            metadata: {name: security}
+            spec: {order: 100}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: GlobalNetworkPolicy
+            metadata: {name: security.gate}
+            spec:
+              tier: security
+              selector: all()
+              ingress:
+              - {action: Pass, source: {selector: pod == 'a'}}
+              - {action: Deny}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: tcp-80, namespace: x}
+            spec:
+              selector: all()
+              ingress:
+              - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+            """
+        ),
+        (
+            "tier platform with defaultAction Pass denies b -> a",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: Tier
+            metadata: {name: platform}
+            spec: {order: 10, defaultAction: Pass}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: GlobalNetworkPolicy
+            metadata: {name: platform.no-b-to-a}
+            spec:
+              tier: platform
+              selector: pod == 'a'
+              ingress:
+              - {action: Deny, source: {selector: pod == 'b'}}
+            """
+        ),
+        (
+            "a Log-only policy isolates x",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: log-everything, namespace: x}
+            spec:
+              selector: all()
+              ingress:
+              - {action: Log}
+            """
+        ),
+        (
+            "global policy: pods a in x refuse namespace y",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: GlobalNetworkPolicy
+            metadata: {name: a-in-x-not-from-y}
+            spec:
+              selector: pod == 'a'
+              namespaceSelector: ns == 'x'
+              ingress:
+              - {action: Deny, source: {namespaceSelector: ns == 'y'}}
+              - {action: Allow}
+            """
+        ),
+    ]
+
+    /// Runs every Calico case over the full grid; returns the mismatches.
+    public func runCalicoCases() throws -> [String] {
+        var mismatches: [String] = []
+        for (name, manifest) in Self.calicoCases {
+            try load(manifest)
+            mismatches += try check(grid(), context: "case \(name)")
+        }
+        try load("")
+        return mismatches
+    }
+
     static func knp(_ name: String, _ namespace: String, _ spec: String) -> String {
         let indented = spec.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }
             .joined(separator: "\n")
