@@ -67,6 +67,21 @@ struct LabEndToEndTests {
             #expect(result.status == 0, "delete: \(result.stdout) \(result.stderr)")
         }
 
+        /// `tabbyctl label workloadendpoint NAME key=value -n NS --overwrite`.
+        func label(endpoint: String, namespace: String, _ pair: String) throws {
+            let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
+            var environment = ProcessInfo.processInfo.environment
+            var command = [tool, "label", "workloadendpoint", endpoint, pair, "-n", namespace, "--overwrite"]
+            if datastore == "etcd" {
+                environment["ETCD_ENDPOINTS"] = "http://10.10.0.1:2379"
+                command = ["/usr/bin/nsenter", "--net=/run/netns/tabby-lab-underlay"] + command
+            } else {
+                environment["TABBY_STORE"] = stateDirectory + "/tabby.db"
+            }
+            let result = try ChildProcess.run(command[0], Array(command.dropFirst()), environment: environment)
+            #expect(result.status == 0, "label: \(result.stdout) \(result.stderr)")
+        }
+
         func delete(_ kind: String, _ name: String, namespace: String) throws {
             let tool = BuiltTools.binDirectory.appendingPathComponent("tabbyctl").path
             var environment = ProcessInfo.processInfo.environment
@@ -78,6 +93,15 @@ struct LabEndToEndTests {
                 environment["TABBY_STORE"] = stateDirectory + "/tabby.db"
             }
             _ = try ChildProcess.run(command[0], Array(command.dropFirst()), environment: environment)
+        }
+
+        /// Whether `from` reached `to` on 80/tcp in a fresh probe.
+        func reaches(_ from: String, _ to: String) throws -> Bool? {
+            let result = try lab(["probe", "--port", "80/tcp", "-o", "json"])
+            let cells =
+                (try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])?["results"]
+                as? [[String: Any]] ?? []
+            return cells.first { $0["from"] as? String == from && $0["to"] as? String == to }?["connected"] as? Bool
         }
 
         /// Probes until the kernel agrees with the evaluator (the agents converge within a few
@@ -142,8 +166,55 @@ struct LabEndToEndTests {
             #expect(disagreement.isEmpty, "\(datastore), case \(name):\n\(disagreement)")
         }
 
-        // Dynamic steps on case 3 (x/a only from namespace y): relabel z as y, then delete the policy.
+        // Relabelling a pod so that a selector starts to match: case 4 (one peer: namespaces y, z AND
+        // pod b) lets y/c in once y/c is labelled pod=b. y/c is the sixth pod, on node 2.
         try run.delete(manifest: previous)
+        try run.apply(ConformanceKit.kubernetesCases[3].manifest)
+        #expect(try run.converge() == "", "\(datastore): case 4")
+        #expect(try run.reaches("y/c", "x/a") == false)
+        try run.label(endpoint: "node--2-k8s-c-eth0", namespace: "y", "pod=b")
+        #expect(try run.converge() == "", "\(datastore): after relabelling y/c as pod=b")
+        #expect(try run.reaches("y/c", "x/a") == true)
+        try run.label(endpoint: "node--2-k8s-c-eth0", namespace: "y", "pod=c")
+        try run.delete(manifest: ConformanceKit.kubernetesCases[3].manifest)
+
+        // An allow-all beside a port-80-only policy opens port 81.
+        let port80 = """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: port-80, namespace: x}
+            spec:
+              podSelector: {matchLabels: {pod: a}}
+              ingress:
+              - ports: [{port: 80}]
+            """
+        try run.apply(port80)
+        #expect(try run.converge() == "", "\(datastore): port 80 only")
+        let port81Before = try run.lab(["probe", "--port", "81/tcp", "-o", "json"]).stdout
+        let allowAll = """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: allow-all, namespace: x}
+            spec:
+              podSelector: {matchLabels: {pod: a}}
+              ingress:
+              - {}
+            """
+        try run.apply(allowAll)
+        #expect(try run.converge() == "", "\(datastore): allow-all on top")
+        let port81After = try run.lab(["probe", "--port", "81/tcp", "-o", "json"]).stdout
+        func toXA(_ json: String) -> [Bool] {
+            ((try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["results"]
+                as? [[String: Any]] ?? []).filter { $0["to"] as? String == "x/a" }.compactMap {
+                    $0["connected"] as? Bool
+                }
+        }
+        #expect(
+            !toXA(port81Before).isEmpty && toXA(port81Before).allSatisfy { !$0 }, "port 81 closed under port-80-only")
+        #expect(!toXA(port81After).isEmpty && toXA(port81After).allSatisfy { $0 }, "port 81 open with the allow-all")
+        try run.delete(manifest: port80 + "\n---\n" + allowAll)
+
+        // Dynamic steps on case 3 (x/a only from namespace y): relabel z as y, then delete the policy.
         try run.apply(ConformanceKit.kubernetesCases[2].manifest)
         #expect(try run.converge() == "", "\(datastore): case 3")
         try run.apply(Self.namespaces(["z": "y"]))
