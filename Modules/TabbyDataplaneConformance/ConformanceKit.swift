@@ -247,7 +247,9 @@ public final class ConformanceKit: @unchecked Sendable {
     ]
 
     /// Calico's own semantics: tiers with Pass, a tier whose default is Pass, a Log-only policy
-    /// (which drops: being selected isolates), a GlobalNetworkPolicy with a namespaceSelector.
+    /// (which drops: being selected isolates), order ties broken by name, NetworkSets and
+    /// notNets, a GlobalNetworkPolicy with a namespaceSelector; profiles decide everything the
+    /// policies leave.
     public static let calicoCases: [(name: String, manifest: String)] = [
         (
             "tier security passes pods a, x allows TCP 80",
@@ -304,6 +306,46 @@ public final class ConformanceKit: @unchecked Sendable {
               selector: all()
               ingress:
               - {action: Log}
+            """
+        ),
+        (
+            "equal orders: the policy named first decides (aaa denies before bbb allows)",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: aaa, namespace: x}
+            spec:
+              selector: pod == 'b'
+              order: 10
+              ingress:
+              - {action: Deny, source: {selector: pod == 'a'}}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: bbb, namespace: x}
+            spec:
+              selector: pod == 'b'
+              order: 10
+              ingress:
+              - {action: Allow}
+            """
+        ),
+        (
+            "a NetworkSet as a source, and notNets",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: NetworkSet
+            metadata: {name: trusted, namespace: x, labels: {role: trusted}}
+            spec: {nets: [10.0.0.0/24, 10.65.0.0/16]}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: from-trusted, namespace: x}
+            spec:
+              selector: pod == 'c'
+              ingress:
+              - {action: Allow, protocol: TCP, source: {selector: role == 'trusted'}}
+              - {action: Allow, protocol: UDP, source: {notNets: [10.0.1.0/24]}}
             """
         ),
         (
