@@ -1,6 +1,7 @@
 import Foundation
 import TabbyCNI
 import TabbyCore
+import TabbyDataplaneConformance
 import TabbyIPAM
 import TabbyStore
 import TabbyTestSupport
@@ -251,7 +252,7 @@ struct TabbyPluginKernelTests {
         defer { lab.tearDown() }
         var generator = SystemRandomNumberGenerator()
         let seed = UInt64.random(in: 0...UInt64.max, using: &generator)
-        var random = SeededRandom(seed: seed)
+        var random = SplitMix(seed: seed)
         var live: [String] = []
         var killed = 0
         var earlyDeleted = 0
@@ -301,18 +302,5 @@ struct TabbyPluginKernelTests {
         let handles = try await IPAM(store: SQLiteStore(configuration: .init(path: lab.storePath))).handleIDs()
         #expect(Set(handles) == Set(live.map { "tabby-k8s.\($0)" }), "seed \(seed)")
         print("seed \(seed): \(killed) killed ADDs, \(earlyDeleted) namespaces deleted early, \(live.count) live")
-    }
-}
-
-/// splitmix64: reproducible cases from a printed seed.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

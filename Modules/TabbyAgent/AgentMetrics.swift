@@ -47,7 +47,8 @@ public final class AgentMetrics: Sendable {
                 "dataplane_last_apply_seconds", "gauge", "Duration of the last dataplane apply.", v.lastApplySeconds),
             metric(
                 "convergence_seconds_sum", "counter",
-                "From a datastore change being written to the dataplane enforcing it.", v.convergenceSecondsSum),
+                "From the agent taking a batch of datastore changes to the dataplane having applied it.",
+                v.convergenceSecondsSum),
             metric(
                 "convergence_total", "counter", "Changes applied (for the average convergence).", Double(v.convergences)
             ),

@@ -74,7 +74,7 @@ final class RouteSync: Sendable {
 
         var remote: [String: RemoteNode] = [:]
         for node in nodes where node.metadata.name != nodeName {
-            guard let text = node.spec.bgp?.ipv4Address, let address = Self.parseInterfaceAddress(text) else {
+            guard let text = node.spec.bgp?.ipv4Address, let address = InterfaceAddress(parsing: text) else {
                 continue
             }
             remote[node.metadata.name] = RemoteNode(
@@ -175,7 +175,7 @@ final class RouteSync: Sendable {
                 )
                 .first?.address
             }
-            mac = mac ?? Self.randomMAC()
+            mac = mac ?? MACAddress.randomLocallyAdministered()
             node.spec.ipv4VXLANTunnelAddr = address?.description
             node.spec.vxlanTunnelMACAddr = mac?.description
             _ = try await resources.replace(AnyResource(node))
@@ -202,17 +202,4 @@ final class RouteSync: Sendable {
             .index
     }
 
-    /// `10.10.0.11/24` with its host bits kept.
-    static func parseInterfaceAddress(_ text: String) -> InterfaceAddress? {
-        let parts = text.split(separator: "/")
-        guard let address = IPAddress(String(parts[0])) else { return nil }
-        let length = parts.count > 1 ? Int(parts[1]) ?? address.bitWidth : address.bitWidth
-        return InterfaceAddress(address, prefixLength: length)
-    }
-
-    static func randomMAC() -> MACAddress {
-        var bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
-        bytes[0] = (bytes[0] & 0xFE) | 0x02
-        return MACAddress(bytes: bytes)!
-    }
 }

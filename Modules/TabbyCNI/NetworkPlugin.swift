@@ -157,7 +157,7 @@ public struct NetworkPlugin: Sendable {
             // endpoint as stray, so a concurrent GC never removes an ADD in progress.
             let attached = PodAttachment(
                 hostInterface: workload.hostInterface, namespacePath: netns, interfaceName: workload.interfaceName,
-                addresses: assignments.map(\.address), mtu: mtu, podMAC: Self.randomMAC())
+                addresses: assignments.map(\.address), mtu: mtu, podMAC: MACAddress.randomLocallyAdministered())
             try await ensureProfile(workload.profile, resources: resources)
             log.debug("profile checked")
             try await writeEndpoint(workload, node: node, attachment: attached, resources: resources)
@@ -198,13 +198,6 @@ public struct NetworkPlugin: Sendable {
             result.routes.append(.init(dst: "::/0", gw: CalicoNaming.ipv6Gateway.description))
         }
         return result
-    }
-
-    /// A random locally administered unicast MAC for the pod side.
-    static func randomMAC() -> MACAddress {
-        var bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
-        bytes[0] = (bytes[0] & 0xFE) | 0x02
-        return MACAddress(bytes: bytes)!
     }
 
     /// Calico's kube-controllers make a `kns.<namespace>` profile (allow all) for each namespace;

@@ -1,3 +1,4 @@
+import Foundation
 import TabbyCore
 
 /// What one pod attachment needs in the kernel: Calico's datapath (REFERENCE.md section 7).
@@ -87,10 +88,4 @@ public enum CalicoNaming {
     public static let ipv4Gateway = IPAddress("169.254.1.1")!
     /// The IPv6 gateway: the link-local address that belongs to `hostMAC` (EUI-64).
     public static let ipv6Gateway = IPAddress("fe80::ecee:eeff:feee:eeee")!
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
-    }
 }

@@ -55,7 +55,7 @@ public final class ConformanceLab: @unchecked Sendable {
                     try datapath.attach(
                         PodAttachment(
                             hostInterface: pod.interface, namespacePath: path, interfaceName: "eth0",
-                            addresses: [pod.address], mtu: 1500, podMAC: Self.randomMAC()))
+                            addresses: [pod.address], mtu: 1500, podMAC: MACAddress.randomLocallyAdministered()))
                     servers.append(
                         try ChildProcess.spawn(
                             "/usr/bin/nsenter", ["--net=\(path)", "/usr/bin/python3", "-c", ProbeScripts.server]))
@@ -162,11 +162,6 @@ public final class ConformanceLab: @unchecked Sendable {
         return results
     }
 
-    static func randomMAC() -> MACAddress {
-        var bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
-        bytes[0] = (bytes[0] & 0xFE) | 0x02
-        return MACAddress(bytes: bytes)!
-    }
 }
 
 public struct LabError: Error, CustomStringConvertible {

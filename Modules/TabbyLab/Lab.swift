@@ -182,10 +182,10 @@ public final class Lab: @unchecked Sendable {
         let inside = try RouteSocket.open(inNamespaceAt: path)
         try Self.bringUpLoopback(inside)
         let eth0 = try Self.require(inside, "eth0")
-        let parts = node.address.split(separator: "/")
-        try inside.addAddress(
-            InterfaceAddress(IPAddress(String(parts[0]))!, prefixLength: Int(parts[1])!), index: eth0.index,
-            replace: true)
+        guard let address = InterfaceAddress(parsing: node.address) else {
+            throw LabFailure("node address \(node.address) is not an address with a prefix length")
+        }
+        try inside.addAddress(address, index: eth0.index, replace: true)
         try inside.setLink(index: eth0.index, up: true, mtu: nil, mac: nil, name: nil, masterIndex: nil)
         try inside.addRoute(
             // RTPROT_STATIC: the node's own route, as an operator would configure it, not Tabby's.

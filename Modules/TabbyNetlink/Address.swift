@@ -57,6 +57,18 @@ public struct InterfaceAddress: Sendable, Equatable {
     }
 }
 
+extension InterfaceAddress {
+    /// `10.10.0.11/24`, host bits kept (a Node's `bgp.ipv4Address`, `--underlay-address`); a bare
+    /// address is a host address. Nil when it is not an address with an in-range prefix length.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let address = IPAddress(String(parts[0])) else { return nil }
+        let length = parts.count == 2 ? Int(parts[1]) : address.bitWidth
+        guard let length, (0...address.bitWidth).contains(length) else { return nil }
+        self.init(address, prefixLength: length)
+    }
+}
+
 /// An address as found on a link by `addresses(index:family:)`.
 public struct AssignedAddress: Sendable, Equatable {
     /// The interface index.

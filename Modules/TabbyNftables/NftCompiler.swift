@@ -1,3 +1,4 @@
+import Foundation
 import TabbyCore
 import TabbyDataplane
 import TabbyPolicy
@@ -356,11 +357,5 @@ public enum NftCompiler {
             if portAlternatives.isEmpty { return nil }
         }
         return netAlternatives.flatMap { nets in portAlternatives.map { fixed + nets + $0 } }
-    }
-}
-
-extension String {
-    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }

@@ -86,7 +86,7 @@ struct Tabbyd: AsyncParsableCommand {
         if let logLevel, Logger.Level(rawValue: logLevel.lowercased()) == nil {
             throw ValidationError("--log-level \(logLevel): use debug, info, warning or error")
         }
-        if let underlayAddress, RouteSyncAddress.parse(underlayAddress) == nil {
+        if let underlayAddress, InterfaceAddress(parsing: underlayAddress) == nil {
             throw ValidationError(
                 "--underlay-address \(underlayAddress): use an address with a prefix length, e.g. 10.10.0.11/24")
         }
@@ -108,7 +108,7 @@ struct Tabbyd: AsyncParsableCommand {
         let metrics = AgentMetrics()
         let configuration = AgentConfiguration(
             nodeName: nodeName, datastore: datastoreConfiguration,
-            underlayAddress: underlayAddress.flatMap(RouteSyncAddress.parse),
+            underlayAddress: underlayAddress.flatMap { InterfaceAddress(parsing: $0) },
             housekeepingInterval: .seconds(housekeepingSeconds))
         let agent = try Agent(
             configuration: configuration,
@@ -126,17 +126,6 @@ struct Tabbyd: AsyncParsableCommand {
             "tabbyd starting on node \(nodeName) with the \(dataplane) dataplane (health on \(health), metrics on \(metricsAt))"
         )
         try await group.run()
-    }
-}
-
-/// `10.10.0.11/24`, host bits kept.
-enum RouteSyncAddress {
-    static func parse(_ text: String) -> InterfaceAddress? {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let address = IPAddress(String(parts[0])), let length = Int(parts[1]),
-            (0...address.bitWidth).contains(length)
-        else { return nil }
-        return InterfaceAddress(address, prefixLength: length)
     }
 }
 

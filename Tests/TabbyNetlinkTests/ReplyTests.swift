@@ -155,3 +155,19 @@ struct ReplyTests {
         #expect(throws: Sysctl.Error.notPerNamespace(key: key)) { try Sysctl.set(key, "1") }
     }
 }
+
+@Suite("InterfaceAddress parsing")
+struct InterfaceAddressParsingTests {
+    @Test(arguments: [
+        ("10.10.0.11/24", "10.10.0.11", 24), ("10.10.0.11", "10.10.0.11", 32), ("fd00::5/64", "fd00::5", 64),
+    ])
+    func parses(text: String, address: String, length: Int) {
+        let parsed = InterfaceAddress(parsing: text)
+        #expect(parsed?.address == IPAddress(address) && parsed?.prefixLength == length)
+    }
+
+    @Test(arguments: ["", "10.10.0.11/33", "10.10.0.11/", "nonsense/24", "10.0.0.1/2/3"])
+    func refuses(text: String) {
+        #expect(InterfaceAddress(parsing: text) == nil)
+    }
+}

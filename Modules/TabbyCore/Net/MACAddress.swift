@@ -91,3 +91,13 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible, LosslessS
         try AddressParseError.encodeString(description, to: encoder)
     }
 }
+
+extension MACAddress {
+    /// A random locally administered unicast address (for interfaces Tabby creates: pod veths,
+    /// the VXLAN device).
+    public static func randomLocallyAdministered() -> MACAddress {
+        var bytes = (0..<6).map { _ in UInt8.random(in: 0...255) }
+        bytes[0] = (bytes[0] & 0xFE) | 0x02
+        return MACAddress(bytes: bytes)!
+    }
+}
