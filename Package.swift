@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "TabbyStore",
             dependencies: [
-                "TabbyCore",
+                "TabbyCore", "CTabbySQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -104,6 +104,8 @@ let package = Package(
             pkgConfig: "libnftnl",
             providers: [.apt(["libnftnl-dev"])]
         ),
+        // sqlite3_db_config (variadic, out of Swift's reach) for short-lived datastore connections.
+        .target(name: "CTabbySQLite", path: "Modules/CTabbySQLite", linkerSettings: [.linkedLibrary("sqlite3")]),
         // The few C helpers Swift cannot reach (setns, unshare, CLONE_NEWNET), TB_ prefix.
         .target(name: "CTabbyShims", path: "Modules/CTabbyShims"),
         // rtnetlink over libmnl: links, addresses, routes, neighbours, namespaces, sysctls.
@@ -124,7 +126,10 @@ let package = Package(
             // A runtime starts the plugin once per pod and verb: a position-dependent executable
             // needs none of the ~120,000 load-time relocations a PIE of this size does, which
             // measurably shortens every start (docs/benchmarks.md).
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(configuration: .release))]
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-Xclang-linker", "-no-pie", "-Xlinker", "--no-export-dynamic", "-Xclang-linker", "-static-libstdc++", "-Xclang-linker", "-static-libgcc"], .when(configuration: .release))
+            ]
         ),
         // The multi-node lab of network namespaces (tabbyctl lab).
         .target(

@@ -3,7 +3,10 @@
 // against the reference bridge + host-local plugins, sequentially and with 50 concurrent callers,
 // in one run. Run it inside a node namespace (tools/bench/cni does): the plugins put the host side
 // of every pod's interface in the namespace they run in.
+// Each mode runs in rounds (--rounds, default 3) that take the plugins in turn, so that load from
+// elsewhere on a shared machine falls on every plugin alike; the percentiles pool all rounds.
 //   tabby-cni-bench --tabby PATH --tabbyctl PATH [--etcd-endpoints URL] [--pods N] [--concurrent N]
+//                   [--rounds N]
 import Foundation
 import Synchronization
 import TabbyTestSupport
@@ -14,6 +17,7 @@ struct Options {
     var etcdEndpoints = ""
     var pods = 100
     var concurrent = 50
+    var rounds = 3
 
     init(_ arguments: [String]) {
         var rest = arguments[...]
@@ -24,6 +28,7 @@ struct Options {
             case "--etcd-endpoints": etcdEndpoints = value
             case "--pods": pods = Int(value) ?? pods
             case "--concurrent": concurrent = Int(value) ?? concurrent
+            case "--rounds": rounds = max(1, Int(value) ?? rounds)
             default: break
             }
         }
@@ -165,17 +170,26 @@ if !options.etcdEndpoints.isEmpty {
 
 func format(_ value: Double) -> String { String(format: "%.1f ms", value) }
 
-print("| plugin | callers | ADD p50 | ADD p99 | ADD p50 ratio to baseline | DEL p50 | DEL p99 | failures |")
+print("| plugin | callers × rounds | ADD p50 | ADD p99 | ADD p50 ratio to baseline | DEL p50 | DEL p99 | failures |")
 print("|---|---|---|---|---|---|---|---|")
 var problems: [String] = []
 for (concurrent, count) in [(false, options.pods), (true, options.concurrent)] {
-    var baseline = 0.0
-    for plugin in plugins {
-        let run = measure(plugin, pods: Array(pods.prefix(count)), concurrent: concurrent)
+    var runs = Array(repeating: Latencies(), count: plugins.count)
+    for _ in 0..<options.rounds {
+        for (index, plugin) in plugins.enumerated() {
+            let run = measure(plugin, pods: Array(pods.prefix(count)), concurrent: concurrent)
+            runs[index].adds += run.adds
+            runs[index].dels += run.dels
+            runs[index].failures += run.failures
+            if runs[index].firstFailure.isEmpty { runs[index].firstFailure = run.firstFailure }
+        }
+    }
+    let baseline = Latencies.percentile(runs[0].adds, 0.5)
+    for (plugin, run) in zip(plugins, runs) {
         let addP50 = Latencies.percentile(run.adds, 0.5)
-        if baseline == 0 { baseline = addP50 }
+        let callers = concurrent ? "\(count) at once" : "1 (\(count) pods)"
         print(
-            "| \(plugin.name) | \(concurrent ? "\(count) at once" : "1 (\(count) pods)") | \(format(addP50)) | \(format(Latencies.percentile(run.adds, 0.99))) | \(String(format: "%.2f", addP50 / baseline)) | \(format(Latencies.percentile(run.dels, 0.5))) | \(format(Latencies.percentile(run.dels, 0.99))) | \(run.failures) |"
+            "| \(plugin.name) | \(callers) × \(options.rounds) | \(format(addP50)) | \(format(Latencies.percentile(run.adds, 0.99))) | \(String(format: "%.2f", addP50 / baseline)) | \(format(Latencies.percentile(run.dels, 0.5))) | \(format(Latencies.percentile(run.dels, 0.99))) | \(run.failures) |"
         )
         if run.failures > 0 { problems.append(run.firstFailure) }
     }

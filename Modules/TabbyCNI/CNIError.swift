@@ -1,4 +1,5 @@
 import Foundation
+import TabbyCore
 
 /// A CNI error: written to stdout as `{cniVersion, code, msg, details}` with a non-zero exit.
 public struct CNIError: Error, Sendable, Hashable, CustomStringConvertible {
@@ -42,9 +43,10 @@ public struct CNIError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// The JSON the runtime reads from stdout.
     public func json(cniVersion: String) -> Data {
-        var object: [String: Any] = ["cniVersion": cniVersion, "code": code, "msg": message]
-        if !details.isEmpty { object["details"] = details }
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data()
+        var object: [String: JSONValue] = [
+            "cniVersion": .string(cniVersion), "code": .int(code), "msg": .string(message),
+        ]
+        if !details.isEmpty { object["details"] = .string(details) }
+        return Data(JSONValue.object(object).serialized().utf8)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TabbyCore
 
 /// Runs one CNI invocation: reads env and stdin, dispatches, writes the result or error JSON to
 /// stdout, and returns the exit status. Logs never go to stdout.
@@ -13,10 +14,11 @@ public enum CNIMain {
         do {
             let env = try CNIEnvironment(environment)
             if env.command == .version {
-                let object: [String: Any] = [
-                    "cniVersion": CNIVersion.latest, "supportedVersions": CNIVersion.supported,
+                let object: [String: JSONValue] = [
+                    "cniVersion": .string(CNIVersion.latest),
+                    "supportedVersions": .array(CNIVersion.supported.map(JSONValue.string)),
                 ]
-                return (try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), 0)
+                return (Data(JSONValue.object(object).serialized().utf8), 0)
             }
             let config = try NetworkConfig(data: stdin)
             version = config.cniVersion

@@ -63,33 +63,35 @@ public struct CNIResult: Sendable, Hashable {
 
     /// The JSON for `cniVersion` (0.3.x and 0.4.0 carry each IP's `version`).
     public func json(cniVersion: String) -> Data {
-        var object: [String: Any] = ["cniVersion": cniVersion]
+        var object: [String: JSONValue] = ["cniVersion": .string(cniVersion)]
         if !interfaces.isEmpty {
-            object["interfaces"] = interfaces.map { interface -> [String: Any] in
-                var entry: [String: Any] = ["name": interface.name]
-                if let mac = interface.mac { entry["mac"] = mac }
-                if let mtu = interface.mtu, !cniVersion.hasPrefix("0.") { entry["mtu"] = mtu }
-                if let sandbox = interface.sandbox { entry["sandbox"] = sandbox }
-                return entry
-            }
+            object["interfaces"] = .array(
+                interfaces.map { interface in
+                    var entry: [String: JSONValue] = ["name": .string(interface.name)]
+                    if let mac = interface.mac { entry["mac"] = .string(mac) }
+                    if let mtu = interface.mtu, !cniVersion.hasPrefix("0.") { entry["mtu"] = .int(mtu) }
+                    if let sandbox = interface.sandbox { entry["sandbox"] = .string(sandbox) }
+                    return .object(entry)
+                })
         }
-        object["ips"] = ips.map { ip -> [String: Any] in
-            var entry: [String: Any] = ["address": ip.address]
-            if let gateway = ip.gateway { entry["gateway"] = gateway }
-            if let interface = ip.interface { entry["interface"] = interface }
-            if cniVersion.hasPrefix("0.") { entry["version"] = ip.address.contains(":") ? "6" : "4" }
-            return entry
-        }
+        object["ips"] = .array(
+            ips.map { ip in
+                var entry: [String: JSONValue] = ["address": .string(ip.address)]
+                if let gateway = ip.gateway { entry["gateway"] = .string(gateway) }
+                if let interface = ip.interface { entry["interface"] = .int(interface) }
+                if cniVersion.hasPrefix("0.") { entry["version"] = .string(ip.address.contains(":") ? "6" : "4") }
+                return .object(entry)
+            })
         if !routes.isEmpty {
-            object["routes"] = routes.map { route -> [String: Any] in
-                var entry: [String: Any] = ["dst": route.dst]
-                if let gw = route.gw { entry["gw"] = gw }
-                return entry
-            }
+            object["routes"] = .array(
+                routes.map { route in
+                    var entry: [String: JSONValue] = ["dst": .string(route.dst)]
+                    if let gw = route.gw { entry["gw"] = .string(gw) }
+                    return .object(entry)
+                })
         }
-        object["dns"] = [String: Any]()
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
-            ?? Data()
+        object["dns"] = .object([:])
+        return Data(JSONValue.object(object).serialized().utf8)
     }
 
     /// Reads a `prevResult` of any supported version.

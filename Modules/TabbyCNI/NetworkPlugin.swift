@@ -204,7 +204,7 @@ public struct NetworkPlugin: Sendable {
     /// without Kubernetes nobody does, and the policy engine denies an endpoint whose profile is
     /// missing. Creating it here when absent keeps a plain-CNI runtime's pods reachable.
     func ensureProfile(_ name: String, resources: ResourceClient) async throws {
-        if try await resources.get(.profile, name: name) == nil {
+        if try await !resources.exists(.profile, name: name) {
             var spec = ProfileSpec()
             spec.ingress = [Rule(action: .allow)]
             spec.egress = [Rule(action: .allow)]

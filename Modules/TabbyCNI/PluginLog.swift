@@ -1,4 +1,5 @@
 import Foundation
+import TabbyCore
 
 /// The plugin's log: Calico's `log_level` and `log_file_path` keys. Never stdout (the runtime
 /// reads the result there); stderr unless a file is configured. Lines are appended whole with one
@@ -56,10 +57,10 @@ public struct PluginLog: Sendable {
 
     private func write(_ level: Level, _ message: () -> String) {
         guard level >= self.level else { return }
-        let stamp = Date().formatted(.iso8601)
+        let stamp = Timestamp.format(Date())
         // Milliseconds since the process started: where an ADD spends its time, at debug level.
         let elapsed = Double(clock_gettime_nsec_np_monotonic() - Self.processStart) / 1e6
-        let line = Array("\(stamp) +\(String(format: "%.1f", elapsed))ms [\(level)] \(context) \(message())\n".utf8)
+        let line = Array("\(stamp) +\(Self.oneDecimal(elapsed))ms [\(level)] \(context) \(message())\n".utf8)
         var fd: Int32 = 2
         if let path {
             fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
@@ -67,6 +68,14 @@ public struct PluginLog: Sendable {
         }
         _ = line.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         if fd != 2 { close(fd) }
+    }
+}
+
+extension PluginLog {
+    /// `12.3` (String(format:) goes through Foundation's formatter on every line).
+    static func oneDecimal(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(abs(tenths % 10))"
     }
 }
 

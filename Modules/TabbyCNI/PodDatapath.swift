@@ -78,8 +78,10 @@ public enum CalicoNaming {
     public static func workloadEndpointName(node: String, orchestrator: String, workload: String, endpoint: String)
         -> String
     {
-        [node, orchestrator, workload, endpoint].map { $0.replacingOccurrences(of: "-", with: "--") }
-            .joined(separator: "-")
+        [node, orchestrator, workload, endpoint].map {
+            $0.split(separator: "-", omittingEmptySubsequences: false).joined(separator: "--")
+        }
+        .joined(separator: "-")
     }
 
     /// The host side's MAC: Calico uses ee:ee:ee:ee:ee:ee on every host veth (the pod only ever

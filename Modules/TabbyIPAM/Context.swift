@@ -85,7 +85,11 @@ extension IPAM {
             }
             let reserved = try await resources.list(IPReservation.self).flatMap { $0.spec.reservedCIDRs ?? [] }
                 .compactMap { CIDR($0) }
-            let labels = try await resources.get(Node.self, name: node)?.metadata.labels ?? [:]
+            // The node's labels matter only to a pool that selects nodes (most select all()).
+            let selective = pools.contains { pool in
+                !["", "all()"].contains((pool.1.nodeSelector ?? "").filter { !$0.isWhitespace })
+            }
+            let labels = selective ? try await resources.get(Node.self, name: node)?.metadata.labels ?? [:] : [:]
             return Context(configuration: settings, pools: pools, reserved: reserved, nodeLabels: labels)
         } catch .store(let error) {
             throw .store(error)

@@ -108,10 +108,10 @@ public struct IPAM: Sendable {
             throw .unavailableAddress(address, reason: "it is reserved by an IPReservation")
         }
         let blockCIDR = CIDR(network: address, prefixLength: pool.blockSize)
-        try await recordHandle(request.handleID, block: blockCIDR)
         var owner = request.attributes
         owner.allocatedAt = timestamp()
         for _ in 0..<maxAttempts {
+            let handle = try await handleWrite(request.handleID, block: blockCIDR)
             let existing = try await read(AllocationBlock.self, key: IPAMKeys.block(blockCIDR))
             var block = existing?.value ?? AllocationBlock(cidr: blockCIDR, affinity: nil, now: timestamp())
             guard let ordinal = block.ordinal(of: address), block.allocations[ordinal] == nil else {
@@ -121,7 +121,8 @@ public struct IPAM: Sendable {
             block.allocations[ordinal] = block.attributes.count
             block.attributes.append(owner)
             block.emptySince = nil
-            if try await write(block, key: IPAMKeys.block(blockCIDR), revision: existing?.revision) {
+            let blockWrite = storeWrite(block, key: IPAMKeys.block(blockCIDR), revision: existing?.revision)
+            if try await commit([handle, blockWrite].compactMap { $0 }) {
                 return Assignment(address: address, pool: pool.cidr, block: blockCIDR)
             }
         }
@@ -229,14 +230,17 @@ public struct IPAM: Sendable {
         async throws(IPAMError) -> [Assignment]
     {
         guard let pool = pools.first(where: { $0.network.contains(cidr) }) else { return [] }
-        try await recordHandle(owner.handleID, block: cidr)
         for _ in 0..<maxAttempts {
+            // The handle's record names the block in the same commit that takes the addresses:
+            // a crash never leaves an address its handle does not lead to.
+            let handle = try await handleWrite(owner.handleID, block: cidr)
             guard let existing = try await read(AllocationBlock.self, key: IPAMKeys.block(cidr)) else { return [] }
             var block = existing.value
             if let node = onlyAffinity, block.affinityNode != node { return [] }
             let taken = block.assign(count: count, owner: owner, reserved: context.reserved, now: timestamp())
             if taken.isEmpty { return [] }
-            if try await write(block, key: IPAMKeys.block(cidr), revision: existing.revision) {
+            let blockWrite = storeWrite(block, key: IPAMKeys.block(cidr), revision: existing.revision)
+            if try await commit([handle, blockWrite].compactMap { $0 }) {
                 return taken.map { Assignment(address: $0, pool: pool.network, block: cidr) }
             }
         }
@@ -307,17 +311,14 @@ public struct IPAM: Sendable {
         throw .contention(operation: "confirming affinity \(key)", attempts: maxAttempts)
     }
 
-    /// Adds `block` to the handle's record before any address of it is assigned.
-    private func recordHandle(_ handleID: String, block: CIDR) async throws(IPAMError) {
+    /// The write that adds `block` to the handle's record, nil when the record already names it.
+    private func handleWrite(_ handleID: String, block: CIDR) async throws(IPAMError) -> StoreWrite? {
         let key = IPAMKeys.handle(handleID)
-        for _ in 0..<maxAttempts {
-            let current = try await read(IPAMHandle.self, key: key)
-            var handle = current?.value ?? IPAMHandle(handleID: handleID, blocks: [])
-            if handle.blocks.contains(block) { return }
-            handle.blocks.append(block)
-            if try await write(handle, key: key, revision: current?.revision) { return }
-        }
-        throw .contention(operation: "recording handle \(handleID)", attempts: maxAttempts)
+        let current = try await read(IPAMHandle.self, key: key)
+        var handle = current?.value ?? IPAMHandle(handleID: handleID, blocks: [])
+        if handle.blocks.contains(block) { return nil }
+        handle.blocks.append(block)
+        return storeWrite(handle, key: key, revision: current?.revision)
     }
 
     // MARK: Release
@@ -495,6 +496,26 @@ public struct IPAM: Sendable {
         }
     }
 
+    /// A create (revision nil) or a compare-and-swap, for `commit`.
+    func storeWrite(_ value: some Encodable, key: String, revision: Revision?) -> StoreWrite {
+        let data = JSONCoding.encode(value)
+        guard let revision else { return .create(key: key, value: data) }
+        return .update(key: key, value: data, expectedRevision: revision)
+    }
+
+    /// All of `writes` or none; false when another writer got to one of the keys first.
+    func commit(_ writes: [StoreWrite]) async throws(IPAMError) -> Bool {
+        do {
+            try await store.commit(writes)
+            return true
+        } catch {
+            switch error {
+            case .conflict, .alreadyExists, .notFound: return false
+            default: throw .store(error)
+            }
+        }
+    }
+
     func list(prefix: String) async throws(IPAMError) -> [KeyValue] {
         do { return try await store.list(prefix: prefix).items } catch { throw .store(error) }
     }
@@ -502,19 +523,9 @@ public struct IPAM: Sendable {
     func timestamp() -> String { formatTimestamp(now()) }
 }
 
-func formatTimestamp(_ date: Date) -> String {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    return formatter.string(from: date)
-}
+func formatTimestamp(_ date: Date) -> String { Timestamp.format(date, milliseconds: true) }
 
-func parseTimestamp(_ text: String) -> Date? {
-    let formatter = ISO8601DateFormatter()
-    formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-    if let date = formatter.date(from: text) { return date }
-    formatter.formatOptions = [.withInternetDateTime]
-    return formatter.date(from: text)
-}
+func parseTimestamp(_ text: String) -> Date? { Timestamp.parse(text) }
 
 /// A hash that is the same in every process (Swift's `Hasher` is seeded per process): FNV-1a.
 struct StableHasher {

@@ -163,7 +163,7 @@ public enum IPAMKeys {
 
     static func family(_ family: IPFamily) -> String { family == .v4 ? "ipv4" : "ipv6" }
 
-    static func encode(_ cidr: CIDR) -> String { cidr.description.replacingOccurrences(of: "/", with: "-") }
+    static func encode(_ cidr: CIDR) -> String { String(cidr.description.map { $0 == "/" ? "-" : $0 }) }
 
     public static func blocks(_ family: IPFamily) -> String { root + "blocks/\(Self.family(family))/" }
     public static func block(_ cidr: CIDR) -> String { blocks(cidr.family) + encode(cidr) }

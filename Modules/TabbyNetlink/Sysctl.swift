@@ -58,7 +58,7 @@ public enum Sysctl {
     }
 
     static func path(of key: String) throws -> String {
-        let relative = key.contains("/") ? key : key.replacingOccurrences(of: ".", with: "/")
+        let relative = key.contains("/") ? key : key.replacingOccurrences(of: Character("."), with: Character("/"))
         guard relative.hasPrefix("net/"), !relative.split(separator: "/").contains("..") else {
             throw Error.notPerNamespace(key: key)
         }

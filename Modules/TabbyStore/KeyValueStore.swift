@@ -83,6 +83,27 @@ public enum StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 }
 
+/// One write of a `KeyValueStore.commit`.
+public enum StoreWrite: Sendable, Hashable {
+    case create(key: String, value: Data)
+    case update(key: String, value: Data, expectedRevision: Revision)
+    case delete(key: String, expectedRevision: Revision?)
+
+    public var key: String {
+        switch self {
+        case .create(let key, _), .update(let key, _, _), .delete(let key, _): return key
+        }
+    }
+
+    /// A commit names each key once (etcd refuses a transaction that writes a key twice).
+    public static func checkDistinct(_ writes: [StoreWrite], store: String) throws(StoreError) {
+        var seen = Set<String>()
+        for write in writes where !seen.insert(write.key).inserted {
+            throw .backend(store: store, reason: "one commit writes \(write.key) twice")
+        }
+    }
+}
+
 /// The revisioned key/value API every Tabby component uses, shaped like Calico's libcalico-go
 /// backend (and etcd v3). Implementations: `SQLiteStore` (embedded, one file, many processes)
 /// and `EtcdStore` (etcd v3). All operations are atomic; writes are linearizable.
@@ -110,6 +131,15 @@ public protocol KeyValueStore: Sendable {
     /// deleted value. `.notFound` if it does not exist, `.conflict` on a revision mismatch.
     @discardableResult
     func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue
+
+    /// Applies every write or none of them, in one transaction: each write's condition (create:
+    /// absent; update: at `expectedRevision`; delete: present, and at `expectedRevision` when
+    /// given) must hold, or the first that fails is reported with the same error the single
+    /// operation throws and nothing changes. Returns what each write stored (a delete: the value
+    /// it removed). The writes take consecutive revisions (etcd: one revision for all). A key may
+    /// appear once per commit.
+    @discardableResult
+    func commit(_ writes: [StoreWrite]) async throws(StoreError) -> [KeyValue]
 
     /// Changes to keys under `prefix` with a revision greater than `revision`, in revision
     /// order, until the task is cancelled. If that history was compacted the first event is

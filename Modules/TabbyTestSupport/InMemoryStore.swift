@@ -33,42 +33,62 @@ public final class InMemoryStore: KeyValueStore {
 
     @discardableResult
     public func create(_ key: String, value: Data) async throws(StoreError) -> KeyValue {
-        try state.withLock { (state) throws(StoreError) -> KeyValue in
-            guard state.items[key] == nil else { throw .alreadyExists(key: key) }
-            state.revision += 1
-            let kv = KeyValue(key: key, value: value, createRevision: state.revision, modRevision: state.revision)
-            state.items[key] = kv
-            Self.publish(.added(kv), key: key, in: &state)
-            return kv
-        }
+        try await commit([.create(key: key, value: value)])[0]
     }
 
     @discardableResult
     public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
-        try state.withLock { (state) throws(StoreError) -> KeyValue in
-            guard let old = state.items[key] else { throw .notFound(key: key) }
-            guard old.modRevision == expectedRevision else {
-                throw .conflict(key: key, expectedRevision: expectedRevision, actualRevision: old.modRevision)
-            }
-            state.revision += 1
-            let kv = KeyValue(key: key, value: value, createRevision: old.createRevision, modRevision: state.revision)
-            state.items[key] = kv
-            Self.publish(.modified(kv, previous: old), key: key, in: &state)
-            return kv
-        }
+        try await commit([.update(key: key, value: value, expectedRevision: expectedRevision)])[0]
     }
 
     @discardableResult
     public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
-        try state.withLock { (state) throws(StoreError) -> KeyValue in
-            guard let old = state.items[key] else { throw .notFound(key: key) }
-            if let expectedRevision, old.modRevision != expectedRevision {
-                throw .conflict(key: key, expectedRevision: expectedRevision, actualRevision: old.modRevision)
+        try await commit([.delete(key: key, expectedRevision: expectedRevision)])[0]
+    }
+
+    @discardableResult
+    public func commit(_ writes: [StoreWrite]) async throws(StoreError) -> [KeyValue] {
+        try StoreWrite.checkDistinct(writes, store: name)
+        return try state.withLock { (state) throws(StoreError) -> [KeyValue] in
+            // Every condition first, so that a failing one changes nothing.
+            for write in writes {
+                let old = state.items[write.key]
+                switch write {
+                case .create(let key, _):
+                    guard old == nil else { throw .alreadyExists(key: key) }
+                case .update(let key, _, let expected), .delete(let key, .some(let expected)):
+                    guard let old else { throw .notFound(key: key) }
+                    guard old.modRevision == expected else {
+                        throw .conflict(key: key, expectedRevision: expected, actualRevision: old.modRevision)
+                    }
+                case .delete(let key, nil):
+                    guard old != nil else { throw .notFound(key: key) }
+                }
             }
-            state.revision += 1
-            state.items[key] = nil
-            Self.publish(.deleted(key: key, revision: state.revision, previous: old), key: key, in: &state)
-            return old
+            var results: [KeyValue] = []
+            for write in writes {
+                let old = state.items[write.key]
+                state.revision += 1
+                switch write {
+                case .create(let key, let value):
+                    let kv = KeyValue(
+                        key: key, value: value, createRevision: state.revision, modRevision: state.revision)
+                    state.items[key] = kv
+                    Self.publish(.added(kv), key: key, in: &state)
+                    results.append(kv)
+                case .update(let key, let value, _):
+                    let kv = KeyValue(
+                        key: key, value: value, createRevision: old!.createRevision, modRevision: state.revision)
+                    state.items[key] = kv
+                    Self.publish(.modified(kv, previous: old), key: key, in: &state)
+                    results.append(kv)
+                case .delete(let key, _):
+                    state.items[key] = nil
+                    Self.publish(.deleted(key: key, revision: state.revision, previous: old), key: key, in: &state)
+                    results.append(old!)
+                }
+            }
+            return results
         }
     }
 

@@ -3,7 +3,9 @@
 import Foundation
 import TabbyCNI
 
-let program = URL(fileURLWithPath: CommandLine.arguments[0]).lastPathComponent
+// The name this binary was run as (the last path component, without Foundation's URL: its
+// set-up shows in every plugin start).
+let program = String(CommandLine.arguments[0].split(separator: "/", omittingEmptySubsequences: true).last ?? "tabby")
 let input = FileHandle.standardInput.readDataToEndOfFile()
 let (output, status) = await CNIMain.run(program: program, stdin: input)
 FileHandle.standardOutput.write(output)

@@ -240,3 +240,94 @@ func increment(_ store: any KeyValueStore, key: String, times: Int) async throws
         }
     }
 }
+
+/// `commit`: several writes, all or nothing, on every backend.
+@Suite("Datastore multi-key commit")
+struct StoreCommitTests {
+    @Test("a commit applies every write, each readable afterwards", arguments: Backend.allCases)
+    func appliesEveryWrite(backend: Backend) async throws {
+        let (store, prefix, cleanup) = try backend.open()
+        defer { Task { await cleanup() } }
+        let existing = try await store.create(prefix + "existing", value: bytes("old"))
+        let doomed = try await store.create(prefix + "doomed", value: bytes("bye"))
+        let results = try await store.commit([
+            .create(key: prefix + "new", value: bytes("fresh")),
+            .update(key: prefix + "existing", value: bytes("new"), expectedRevision: existing.modRevision),
+            .delete(key: prefix + "doomed", expectedRevision: doomed.modRevision),
+        ])
+        #expect(results.count == 3)
+        #expect(results[0].value == bytes("fresh"))
+        #expect(results[1].createRevision == existing.createRevision)
+        #expect(results[1].modRevision > existing.modRevision)
+        #expect(results[2].value == bytes("bye"))
+        #expect(try await store.get(prefix + "new")?.value == bytes("fresh"))
+        #expect(try await store.get(prefix + "existing")?.value == bytes("new"))
+        #expect(try await store.get(prefix + "doomed") == nil)
+        #expect(try await store.currentRevision() >= results[1].modRevision)
+    }
+
+    @Test("a failed condition names its key and changes nothing", arguments: Backend.allCases)
+    func failedConditionChangesNothing(backend: Backend) async throws {
+        let (store, prefix, cleanup) = try backend.open()
+        defer { Task { await cleanup() } }
+        let held = try await store.create(prefix + "held", value: bytes("v1"))
+        let before = try await store.currentRevision()
+
+        // The last write's compare fails: the create before it must not happen.
+        await #expect(
+            throws: StoreError.conflict(
+                key: prefix + "held", expectedRevision: held.modRevision + 99,
+                actualRevision: held.modRevision)
+        ) {
+            try await store.commit([
+                .create(key: prefix + "a", value: bytes("x")),
+                .update(key: prefix + "held", value: bytes("v2"), expectedRevision: held.modRevision + 99),
+            ])
+        }
+        await #expect(throws: StoreError.alreadyExists(key: prefix + "held")) {
+            try await store.commit([
+                .create(key: prefix + "b", value: bytes("x")), .create(key: prefix + "held", value: bytes("x")),
+            ])
+        }
+        await #expect(throws: StoreError.notFound(key: prefix + "missing")) {
+            try await store.commit([
+                .update(key: prefix + "held", value: bytes("v2"), expectedRevision: held.modRevision),
+                .delete(key: prefix + "missing", expectedRevision: nil),
+            ])
+        }
+        #expect(try await store.get(prefix + "a") == nil)
+        #expect(try await store.get(prefix + "b") == nil)
+        #expect(try await store.get(prefix + "held")?.value == bytes("v1"))
+        if backend != .etcd {  // the shared etcd moves on with other suites' writes
+            #expect(try await store.currentRevision() == before)
+        }
+    }
+
+    @Test("a key may appear once per commit", arguments: Backend.allCases)
+    func refusesARepeatedKey(backend: Backend) async throws {
+        let (store, prefix, cleanup) = try backend.open()
+        defer { Task { await cleanup() } }
+        await #expect(throws: StoreError.self) {
+            try await store.commit([
+                .create(key: prefix + "twice", value: bytes("1")),
+                .delete(key: prefix + "twice", expectedRevision: nil),
+            ])
+        }
+        #expect(try await store.get(prefix + "twice") == nil)
+    }
+
+    @Test("watchers see every write of a commit", arguments: Backend.allCases)
+    func watchersSeeEveryWrite(backend: Backend) async throws {
+        let (store, prefix, cleanup) = try backend.open()
+        defer { Task { await cleanup() } }
+        let start = try await store.currentRevision()
+        let events = store.watch(prefix: prefix, after: start)
+        try await store.commit([
+            .create(key: prefix + "one", value: bytes("1")), .create(key: prefix + "two", value: bytes("2")),
+        ])
+        let seen = try await collect(events, count: 2)
+        #expect(
+            Set(seen.compactMap { event -> String? in if case .added(let kv) = event { kv.key } else { nil } })
+                == [prefix + "one", prefix + "two"])
+    }
+}

@@ -79,6 +79,15 @@ public struct ResourceClient: Sendable {
         return try stored.map { (kv) throws(ResourceError) in try Self.decode(kv, as: kind) }
     }
 
+    /// Whether a resource is stored, without decoding it (the CNI plugin asks this on every ADD).
+    public func exists(_ kind: ResourceKind, name: String, namespace: String? = nil) async throws(ResourceError)
+        -> Bool
+    {
+        do { return try await store.get(Self.key(for: kind, namespace: namespace, name: name)) != nil } catch {
+            throw .store(error)
+        }
+    }
+
     public func get<T: ResourceObject>(_ type: T.Type, name: String, namespace: String? = nil)
         async throws(ResourceError) -> T?
     {
@@ -314,8 +323,6 @@ public struct ResourceClient: Sendable {
     }
 
     static func timestamp() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date())
+        Timestamp.format(Date())
     }
 }

@@ -135,6 +135,83 @@ public final class EtcdStore: KeyValueStore {
         return previous
     }
 
+    /// One etcd transaction: a compare per write, the writes on success, and on failure a read
+    /// of every key to name the write whose condition failed.
+    @discardableResult
+    public func commit(_ writes: [StoreWrite]) async throws(StoreError) -> [KeyValue] {
+        try StoreWrite.checkDistinct(writes, store: name)
+        guard !writes.isEmpty else { return [] }
+        var compare: [EtcdCompare] = []
+        var success: [EtcdRequestOp] = []
+        var failure: [EtcdRequestOp] = []
+        for write in writes {
+            let encodedKey = EtcdBytes.encode(write.key)
+            failure.append(EtcdRequestOp(requestRange: EtcdRangeRequest(key: encodedKey)))
+            switch write {
+            case .create(_, let value):
+                compare.append(EtcdCompare(key: encodedKey, target: "CREATE", createRevision: "0"))
+                success.append(
+                    EtcdRequestOp(requestPut: EtcdPutRequest(key: encodedKey, value: value.base64EncodedString())))
+            case .update(_, let value, let expected):
+                compare.append(EtcdCompare(key: encodedKey, target: "CREATE", result: "GREATER", createRevision: "0"))
+                compare.append(EtcdCompare(key: encodedKey, target: "MOD", modRevision: String(expected)))
+                success.append(
+                    EtcdRequestOp(
+                        requestPut: EtcdPutRequest(key: encodedKey, value: value.base64EncodedString(), prevKv: true)))
+            case .delete(_, let expected):
+                compare.append(EtcdCompare(key: encodedKey, target: "CREATE", result: "GREATER", createRevision: "0"))
+                if let expected {
+                    compare.append(EtcdCompare(key: encodedKey, target: "MOD", modRevision: String(expected)))
+                }
+                success.append(
+                    EtcdRequestOp(requestDeleteRange: EtcdDeleteRangeRequest(key: encodedKey, prevKv: true)))
+            }
+        }
+        let keys = writes.map(\.key).joined(separator: ", ")
+        let response = try await transport.call(
+            "/v3/kv/txn", EtcdTxnRequest(compare: compare, success: success, failure: failure),
+            as: EtcdTxnResponse.self, retry: .onlyIfNotSent, operation: "commit \(keys)")
+        let answers = response.responses ?? []
+        guard response.succeeded == true else {
+            for (index, write) in writes.enumerated() {
+                let current = index < answers.count ? answers[index].responseRange?.kvs?.first?.keyValue : nil
+                switch write {
+                case .create(let key, _):
+                    if current != nil { throw .alreadyExists(key: key) }
+                case .update(let key, _, let expected), .delete(let key, .some(let expected)):
+                    guard let current else { throw .notFound(key: key) }
+                    if current.modRevision != expected {
+                        throw .conflict(key: key, expectedRevision: expected, actualRevision: current.modRevision)
+                    }
+                case .delete(let key, nil):
+                    if current == nil { throw .notFound(key: key) }
+                }
+            }
+            throw .backend(store: name, reason: "etcd refused the commit of \(keys) although every condition holds")
+        }
+        let revision = try revision(of: response, key: keys)
+        var results: [KeyValue] = []
+        for (index, write) in writes.enumerated() {
+            let answer = index < answers.count ? answers[index] : nil
+            switch write {
+            case .create(let key, let value):
+                results.append(KeyValue(key: key, value: value, createRevision: revision, modRevision: revision))
+            case .update(let key, let value, _):
+                guard let previous = answer?.responsePut?.prevKv?.keyValue else {
+                    throw .backend(store: name, reason: "etcd updated \(key) but did not return its previous value")
+                }
+                results.append(
+                    KeyValue(key: key, value: value, createRevision: previous.createRevision, modRevision: revision))
+            case .delete(let key, _):
+                guard let previous = answer?.responseDeleteRange?.prevKvs?.first?.keyValue else {
+                    throw .notFound(key: key)
+                }
+                results.append(previous)
+            }
+        }
+        return results
+    }
+
     /// If the key exists at mod_revision `expected`, `success`; otherwise read the key, to tell a
     /// conflict (and its actual revision) from a missing key. (The existence check matters for
     /// `expected` 0: a missing key's mod_revision is 0 too.)

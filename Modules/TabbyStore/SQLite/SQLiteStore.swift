@@ -1,3 +1,4 @@
+import CTabbySQLite
 import Foundation
 import GRDB
 import Synchronization
@@ -41,7 +42,13 @@ public final class SQLiteStore: KeyValueStore {
             if configuration.singleConnection {
                 // A queue does not switch the file to WAL by itself (a new file must be WAL, so
                 // that long-lived processes' readers never block this writer).
-                grdbConfiguration.prepareDatabase { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
+                // Closing it leaves the WAL for a long-lived process to checkpoint: a CNI call
+                // then spends no fsyncs on a checkpoint and no time re-creating -wal and -shm.
+                grdbConfiguration.prepareDatabase { db in
+                    try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    let code = tb_sqlite_defer_checkpoints(UnsafeMutableRawPointer(db.sqliteConnection))
+                    if code != 0 { throw DatabaseError(resultCode: ResultCode(rawValue: code)) }
+                }
                 pool = try DatabaseQueue(path: path, configuration: grdbConfiguration)
             } else {
                 pool = try DatabasePool(path: path, configuration: grdbConfiguration)
@@ -101,39 +108,62 @@ public final class SQLiteStore: KeyValueStore {
 
     @discardableResult
     public func create(_ key: String, value: Data) async throws(StoreError) -> KeyValue {
+        try await commit([.create(key: key, value: value)])[0]
+    }
+
+    @discardableResult
+    public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
+        try await commit([.update(key: key, value: value, expectedRevision: expectedRevision)])[0]
+    }
+
+    @discardableResult
+    public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
+        try await commit([.delete(key: key, expectedRevision: expectedRevision)])[0]
+    }
+
+    /// One IMMEDIATE transaction: a failed condition throws, which rolls back the writes before it.
+    @discardableResult
+    public func commit(_ writes: [StoreWrite]) async throws(StoreError) -> [KeyValue] {
+        try StoreWrite.checkDistinct(writes, store: name)
         let path = name
         let retention = Revision(configuration.historyRetention)
         return try await write { db in
-            if try Self.fetchKeyValue(db, key: key) != nil {
-                throw StoreError.alreadyExists(key: key)
+            var results: [KeyValue] = []
+            for write in writes { results.append(try Self.apply(write, db: db, path: path, retention: retention)) }
+            return results
+        }
+    }
+
+    /// One write inside a transaction: the key, a log row, and the store revision bumped.
+    private static func apply(_ write: StoreWrite, db: Database, path: String, retention: Revision) throws
+        -> KeyValue
+    {
+        let existing = try fetchKeyValue(db, key: write.key)
+        switch write {
+        case .create(let key, _):
+            if existing != nil { throw StoreError.alreadyExists(key: key) }
+        case .update(let key, _, let expected), .delete(let key, .some(let expected)):
+            guard let existing else { throw StoreError.notFound(key: key) }
+            guard existing.modRevision == expected else {
+                throw StoreError.conflict(key: key, expectedRevision: expected, actualRevision: existing.modRevision)
             }
-            let meta = try Self.fetchMeta(db, path: path)
-            let revision = meta.revision + 1
+        case .delete(let key, nil):
+            if existing == nil { throw StoreError.notFound(key: key) }
+        }
+        let meta = try fetchMeta(db, path: path)
+        let revision = meta.revision + 1
+        let result: KeyValue
+        switch write {
+        case .create(let key, let value):
             try db.execute(
                 sql: "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)",
                 arguments: [key, value, revision, revision])
             try db.execute(
                 sql: "INSERT INTO log (revision, key, type, value, create_revision) VALUES (?, ?, 'put', ?, ?)",
                 arguments: [revision, key, value, revision])
-            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
-            return KeyValue(key: key, value: value, createRevision: revision, modRevision: revision)
-        }
-    }
-
-    @discardableResult
-    public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
-        let path = name
-        let retention = Revision(configuration.historyRetention)
-        return try await write { db in
-            guard let existing = try Self.fetchKeyValue(db, key: key) else {
-                throw StoreError.notFound(key: key)
-            }
-            guard existing.modRevision == expectedRevision else {
-                throw StoreError.conflict(
-                    key: key, expectedRevision: expectedRevision, actualRevision: existing.modRevision)
-            }
-            let meta = try Self.fetchMeta(db, path: path)
-            let revision = meta.revision + 1
+            result = KeyValue(key: key, value: value, createRevision: revision, modRevision: revision)
+        case .update(let key, let value, _):
+            let existing = existing!
             try db.execute(
                 sql: "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", arguments: [value, revision, key])
             try db.execute(
@@ -146,25 +176,9 @@ public final class SQLiteStore: KeyValueStore {
                     revision, key, value, existing.createRevision, existing.value, existing.createRevision,
                     existing.modRevision,
                 ])
-            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
-            return KeyValue(key: key, value: value, createRevision: existing.createRevision, modRevision: revision)
-        }
-    }
-
-    @discardableResult
-    public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
-        let path = name
-        let retention = Revision(configuration.historyRetention)
-        return try await write { db in
-            guard let existing = try Self.fetchKeyValue(db, key: key) else {
-                throw StoreError.notFound(key: key)
-            }
-            if let expectedRevision, existing.modRevision != expectedRevision {
-                throw StoreError.conflict(
-                    key: key, expectedRevision: expectedRevision, actualRevision: existing.modRevision)
-            }
-            let meta = try Self.fetchMeta(db, path: path)
-            let revision = meta.revision + 1
+            result = KeyValue(key: key, value: value, createRevision: existing.createRevision, modRevision: revision)
+        case .delete(let key, _):
+            let existing = existing!
             try db.execute(sql: "DELETE FROM kv WHERE key = ?", arguments: [key])
             try db.execute(
                 sql: """
@@ -176,9 +190,10 @@ public final class SQLiteStore: KeyValueStore {
                     revision, key, existing.createRevision, existing.value, existing.createRevision,
                     existing.modRevision,
                 ])
-            try Self.commitRevision(db, revision: revision, meta: meta, retention: retention)
-            return existing
+            result = existing
         }
+        try commitRevision(db, revision: revision, meta: meta, retention: retention)
+        return result
     }
 
     public func compact(through revision: Revision) async throws(StoreError) {
@@ -270,6 +285,9 @@ public final class SQLiteStore: KeyValueStore {
     private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws(StoreError) -> T {
         let pool = try currentPool()
         do {
+            // One connection in a one-shot process: run on this thread, no hop to GRDB's queue
+            // and back (a CNI ADD makes a dozen of these calls).
+            if configuration.singleConnection { return try Self.readHere(pool, body) }
             return try await pool.read(body)
         } catch {
             throw SQLiteErrorMapping.storeError(error, path: name, busyTimeout: configuration.busyTimeout)
@@ -283,7 +301,7 @@ public final class SQLiteStore: KeyValueStore {
         do {
             // IMMEDIATE, explicitly: a deferred transaction that reads and then writes can fail
             // with SQLITE_BUSY at the upgrade without waiting for the busy timeout.
-            return try await pool.writeWithoutTransaction { db in
+            let transaction: @Sendable (Database) throws -> T = { db in
                 var result: T?
                 try db.inTransaction(.immediate) {
                     result = try body(db)
@@ -291,9 +309,21 @@ public final class SQLiteStore: KeyValueStore {
                 }
                 return result!
             }
+            if configuration.singleConnection { return try Self.writeHere(pool, transaction) }
+            return try await pool.writeWithoutTransaction(transaction)
         } catch {
             throw SQLiteErrorMapping.storeError(error, path: name, busyTimeout: configuration.busyTimeout)
         }
+    }
+
+    // Synchronous access, in functions that are not async so that GRDB's blocking overloads are
+    // the ones chosen.
+    private static func readHere<T>(_ pool: any DatabaseWriter, _ body: (Database) throws -> T) throws -> T {
+        try pool.read(body)
+    }
+
+    private static func writeHere<T>(_ pool: any DatabaseWriter, _ body: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction(body)
     }
 
     static func fetchMeta(_ db: Database, path: String) throws -> SQLiteMeta {
