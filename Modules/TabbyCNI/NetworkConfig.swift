@@ -70,9 +70,8 @@ public struct NetworkConfig: @unchecked Sendable {
     /// The datastore keys (`datastore_type`, `etcd_endpoints`, ...). A config without any of
     /// them uses the environment the runtime passes (`DATASTORE_TYPE`, `TABBY_STORE`,
     /// `ETCD_ENDPOINTS`, ...), then the default embedded store.
-    public func datastore(environment: [String: String] = ProcessInfo.processInfo.environment) throws(CNIError)
-        -> DatastoreConfiguration
-    {
+    /// (`environment` nil: the process's, read only when the config names no datastore.)
+    public func datastore(environment: [String: String]? = nil) throws(CNIError) -> DatastoreConfiguration {
         var settings: [String: String] = [:]
         for key in [
             "datastore_type", "datastore_path", "etcd_endpoints", "etcd_ca_cert_file", "etcd_cert_file",
@@ -82,7 +81,9 @@ public struct NetworkConfig: @unchecked Sendable {
             if let value = try string(key) { settings[key] = value }
         }
         do {
-            if settings.isEmpty { return try DatastoreConfiguration.fromEnvironment(environment) }
+            if settings.isEmpty {
+                return try DatastoreConfiguration.fromEnvironment(environment ?? ProcessInfo.processInfo.environment)
+            }
             return try DatastoreConfiguration.fromCNIConfig(settings)
         } catch {
             throw .invalidConfig(error.description)

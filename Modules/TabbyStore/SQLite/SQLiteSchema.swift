@@ -76,11 +76,14 @@ enum SQLiteSchema {
     /// without being modified. Files that are not SQLite at all are left to SQLite, which refuses
     /// them (SQLITE_NOTADB) before writing anything.
     static func checkHeader(path: String) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return }
-        defer { try? handle.close() }
-        guard let header = try handle.read(upToCount: 100), header.count == 100,
-            header.prefix(16) == Data("SQLite format 3\u{0}".utf8)
-        else { return }
+        // POSIX rather than FileHandle: every CNI call opens the store, and this is on its path.
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 100)
+        let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 100, 0) }
+        let header = Data(bytes)
+        guard count == 100, header.prefix(16) == Data("SQLite format 3\u{0}".utf8) else { return }
         func bigEndian(at offset: Int) -> Int {
             header[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
         }
