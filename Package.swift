@@ -297,11 +297,14 @@ let package = Package(
             path: "Benchmarks/StoreBench"
         ),
         // The IPAM plugin benchmark against host-local (tools/bench/ipam runs it).
-        // The nftables backend under load against the no-rule baseline (tools/bench/nftables).
+        // The nftables and iptables backends under load against the no-rule baseline
+        // (tools/bench/dataplanes).
         .executableTarget(
-            name: "tabby-nft-bench",
-            dependencies: ["TabbyNftables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink"],
-            path: "Benchmarks/NftablesBench"
+            name: "tabby-dataplane-bench",
+            dependencies: [
+                "TabbyNftables", "TabbyIptables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink",
+            ],
+            path: "Benchmarks/DataplaneBench"
         ),
         .executableTarget(
             name: "tabby-cni-bench",

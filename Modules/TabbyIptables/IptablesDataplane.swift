@@ -199,6 +199,13 @@ public final class IptablesDataplane: Dataplane {
         _ = try reconcile(ir)
     }
 
+    /// Removes every chain, hook and set of Tabby's in this flavour, wanted or not (leaving a
+    /// node, switching to another dataplane, benchmarks). The next apply starts from scratch.
+    public func removeEverything() throws(DataplaneError) {
+        state.withLock { $0.plan = nil }
+        try run(IptablesUpdate.between(try readBack(), IptablesPlan()))
+    }
+
     public func status() -> DataplaneStatus {
         state.withLock { state in
             DataplaneStatus(
