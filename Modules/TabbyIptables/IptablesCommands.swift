@@ -131,6 +131,10 @@ enum IptablesProcess {
         process.standardOutput = stdout
         process.standardError = stderr
         let name = command.map { ($0 as NSString).lastPathComponent }.prefix(3).joined(separator: " ")
+        // Not waitUntilExit: on Linux it polls the run loop every 50 ms, which would add up to
+        // 50 ms to every restore (measured: one ipset add took 3 ms or 53 ms).
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         do {
             try process.run()
         } catch {
@@ -151,7 +155,7 @@ enum IptablesProcess {
         stdin.fileHandleForWriting.write(Data(input.utf8))
         try? stdin.fileHandleForWriting.close()
         group.wait()
-        process.waitUntilExit()
+        exited.wait()
         let (output, errors) = collected.withLock { $0 }
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
