@@ -105,6 +105,47 @@ struct IptablesReconcileTests {
         #expect(try dataplane.reconcile(ir) == [])
     }
 
+    /// IPv6: an endpoint with an IPv6 address brings ip6tables tables and cali60 sets; what is
+    /// written reads back as exactly the compiled text (no packets: the conformance lab is IPv4).
+    @Test(arguments: IptablesFlavour.allCases)
+    func ipv6RulesLoadAndReadBackUnchanged(flavour: IptablesFlavour) throws {
+        let name = "tabby-t-ipt6-\(UUID().uuidString.prefix(6).lowercased())"
+        let path = try NetworkNamespace.create(named: name)
+        defer { try? NetworkNamespace.delete(named: name) }
+        let manifest = Manifest(
+            text: """
+                apiVersion: projectcalico.org/v3
+                kind: WorkloadEndpoint
+                metadata: {name: a, namespace: x, labels: {pod: a}}
+                spec:
+                  node: n
+                  pod: a
+                  interfaceName: cali0000000000a
+                  ipNetworks: [10.0.0.1/32, "fd00:1::1/128"]
+                  ports: [{name: web, protocol: TCP, port: 8080}]
+                ---
+                apiVersion: projectcalico.org/v3
+                kind: NetworkPolicy
+                metadata: {name: v6, namespace: x}
+                spec:
+                  selector: all()
+                  ingress:
+                  - {action: Allow, protocol: ICMPv6, icmp: {type: 128, code: 0}}
+                  - {action: Allow, protocol: TCP, source: {nets: ["fd00::/8", 10.0.0.0/8]}, destination: {ports: [web, 80]}}
+                  - {action: Deny, source: {notNets: ["fd00:1::/64", "fd00:2::/64"]}}
+                  - {action: Log, ipVersion: 6}
+                """, source: "test")
+        #expect(manifest.problems.isEmpty, "\(manifest.problems)")
+        var engine = PolicyEngine()
+        _ = engine.apply(manifest.resources.compactMap(PolicyResource.init).map { .upsert($0) })
+        let dataplane = IptablesDataplane(runner: IptablesProcessRunner(flavour: flavour, namespacePath: path))
+        #expect(try dataplane.reconcile(engine.ir).contains("ip6tables -t filter: chain cali-FORWARD is missing"))
+        #expect(try dataplane.reconcile(engine.ir) == [])
+        let saved = run(path, ["/usr/sbin/ip6tables-\(flavour.rawValue)-save", "-t", "filter"]).1
+        #expect(saved.contains("-m icmp6 --icmpv6-type 128/0") && saved.contains("--match-set cali60p:"), "\(saved)")
+        #expect(saved.contains("-m set ! --match-set cali60n:"), "two notNets become a set: \(saved)")
+    }
+
     @Test func sweepRemovesTabbysLeftoversOnly() throws {
         let name = "tabby-t-iptswp-\(UUID().uuidString.prefix(6).lowercased())"
         let path = try NetworkNamespace.create(named: name)
