@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TabbyPolicy", targets: ["TabbyPolicy"]),
         .library(name: "TabbyDataplane", targets: ["TabbyDataplane"]),
         .library(name: "TabbyNftables", targets: ["TabbyNftables"]),
+        .library(name: "TabbyIptables", targets: ["TabbyIptables"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
@@ -24,8 +25,9 @@ let package = Package(
     // Dataplane backends are chosen at build time; among those compiled in, `tabbyd --dataplane`
     // picks one at run time. `swift build --traits NFTables` builds with nftables only.
     traits: [
-        .default(enabledTraits: ["NFTables"]),
+        .default(enabledTraits: ["NFTables", "IPTables"]),
         .trait(name: "NFTables", description: "the nftables backend (libnftnl, libmnl)"),
+        .trait(name: "IPTables", description: "the iptables backend (iptables-restore, ipset; nft or legacy)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -67,6 +69,12 @@ let package = Package(
             name: "TabbyNftables",
             dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "CMNL", "CNFTNL"],
             path: "Modules/TabbyNftables"
+        ),
+        // The iptables backend: Calico's chain layout and ipsets, written with iptables-restore.
+        .target(
+            name: "TabbyIptables",
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane"],
+            path: "Modules/TabbyIptables"
         ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
         .target(
@@ -156,6 +164,7 @@ let package = Package(
             dependencies: [
                 "TabbyAgent", "TabbyCore", "TabbyStore", "TabbyDataplane", "TabbyNetlink",
                 .target(name: "TabbyNftables", condition: .when(traits: ["NFTables"])),
+                .target(name: "TabbyIptables", condition: .when(traits: ["IPTables"])),
                 "TabbyCommands",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -166,7 +175,7 @@ let package = Package(
         // Fakes shared by Tests/ and IntegrationTests/.
         .target(
             name: "TabbyTestSupport",
-            dependencies: ["TabbyStore", "TabbyCNI"],
+            dependencies: ["TabbyStore", "TabbyCNI", "TabbyPolicy"],
             path: "Modules/TabbyTestSupport"
         ),
         // tabbyctl's commands, one subcommand per file.
@@ -225,8 +234,16 @@ let package = Package(
         ),
         .testTarget(
             name: "TabbyNftablesTests",
-            dependencies: ["TabbyNftables", "TabbyPolicy", "TabbyCore", "TabbyDataplane", "CNFTNL", "CMNL"],
+            dependencies: [
+                "TabbyNftables", "TabbyPolicy", "TabbyCore", "TabbyDataplane", "CNFTNL", "CMNL", "TabbyTestSupport",
+            ],
             path: "Tests/TabbyNftablesTests"
+        ),
+        .testTarget(
+            name: "TabbyIptablesTests",
+            dependencies: ["TabbyIptables", "TabbyPolicy", "TabbyCore", "TabbyDataplane", "TabbyTestSupport"],
+            path: "Tests/TabbyIptablesTests",
+            resources: [.copy("sample-restore.txt")]
         ),
         // libnftnl batches against the kernel in fresh namespaces (root).
         .testTarget(
@@ -237,7 +254,11 @@ let package = Package(
         // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
         .testTarget(
             name: "DataplaneConformanceTests",
-            dependencies: ["TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyPolicy", "TabbyCore"],
+            dependencies: [
+                "TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyIptables", "TabbyPolicy",
+                "TabbyCore",
+                "TabbyNetlink",
+            ],
             path: "IntegrationTests/DataplaneConformanceTests"
         ),
         .testTarget(
@@ -283,11 +304,14 @@ let package = Package(
             path: "Benchmarks/StoreBench"
         ),
         // The IPAM plugin benchmark against host-local (tools/bench/ipam runs it).
-        // The nftables backend under load against the no-rule baseline (tools/bench/nftables).
+        // The nftables and iptables backends under load against the no-rule baseline
+        // (tools/bench/dataplanes).
         .executableTarget(
-            name: "tabby-nft-bench",
-            dependencies: ["TabbyNftables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink"],
-            path: "Benchmarks/NftablesBench"
+            name: "tabby-dataplane-bench",
+            dependencies: [
+                "TabbyNftables", "TabbyIptables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink",
+            ],
+            path: "Benchmarks/DataplaneBench"
         ),
         .executableTarget(
             name: "tabby-cni-bench",

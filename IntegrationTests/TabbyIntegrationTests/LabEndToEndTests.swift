@@ -7,7 +7,9 @@ import Testing
 /// the nine pods of the upstream topology split across the nodes by the real CNI plugin, then
 /// every Kubernetes case applied with `tabbyctl apply` and checked with `lab probe
 /// --compare-oracle` (real TCP and UDP between every pair, across nodes through VXLAN), then the
-/// dynamic steps. On the embedded store and on etcd.
+/// dynamic steps. With the nftables dataplane on the embedded store and on etcd, and with the
+/// iptables dataplane on the embedded store (the datastore does not change what the dataplane
+/// gets, so iptables on etcd would only add minutes).
 @Suite(
     "lab end to end",
     .enabled(if: isRoot, "creates network namespaces and runs tabbyd: needs root"), .serialized)
@@ -131,11 +133,11 @@ struct LabEndToEndTests {
         }.joined()
     }
 
-    @Test(arguments: ["embedded", "etcd"])
-    func kubernetesCasesAcrossTwoNodes(datastore: String) throws {
+    @Test(arguments: [("nftables", "embedded"), ("nftables", "etcd"), ("iptables", "embedded")])
+    func kubernetesCasesAcrossTwoNodes(dataplane: String, datastore: String) throws {
         let run = LabRun(datastore: datastore)
         defer { _ = try? run.lab(["down"]) }
-        let up = try run.lab(["up", "--nodes", "2", "--datastore", datastore])
+        let up = try run.lab(["up", "--nodes", "2", "--datastore", datastore, "--dataplane", dataplane])
         try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try run.apply(Self.namespaces())
         var index = 0
@@ -163,17 +165,17 @@ struct LabEndToEndTests {
             try run.apply(manifest)
             previous = manifest
             let disagreement = try run.converge()
-            #expect(disagreement.isEmpty, "\(datastore), case \(name):\n\(disagreement)")
+            #expect(disagreement.isEmpty, "\(dataplane), \(datastore), case \(name):\n\(disagreement)")
         }
 
         // Relabelling a pod so that a selector starts to match: case 4 (one peer: namespaces y, z AND
         // pod b) lets y/c in once y/c is labelled pod=b. y/c is the sixth pod, on node 2.
         try run.delete(manifest: previous)
         try run.apply(ConformanceKit.kubernetesCases[3].manifest)
-        #expect(try run.converge() == "", "\(datastore): case 4")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): case 4")
         #expect(try run.reaches("y/c", "x/a") == false)
         try run.label(endpoint: "node--2-k8s-c-eth0", namespace: "y", "pod=b")
-        #expect(try run.converge() == "", "\(datastore): after relabelling y/c as pod=b")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): after relabelling y/c as pod=b")
         #expect(try run.reaches("y/c", "x/a") == true)
         try run.label(endpoint: "node--2-k8s-c-eth0", namespace: "y", "pod=c")
         try run.delete(manifest: ConformanceKit.kubernetesCases[3].manifest)
@@ -189,7 +191,7 @@ struct LabEndToEndTests {
               - ports: [{port: 80}]
             """
         try run.apply(port80)
-        #expect(try run.converge() == "", "\(datastore): port 80 only")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): port 80 only")
         let port81Before = try run.lab(["probe", "--port", "81/tcp", "-o", "json"]).stdout
         let allowAll = """
             apiVersion: networking.k8s.io/v1
@@ -201,7 +203,7 @@ struct LabEndToEndTests {
               - {}
             """
         try run.apply(allowAll)
-        #expect(try run.converge() == "", "\(datastore): allow-all on top")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): allow-all on top")
         let port81After = try run.lab(["probe", "--port", "81/tcp", "-o", "json"]).stdout
         func toXA(_ json: String) -> [Bool] {
             ((try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["results"]
@@ -216,11 +218,11 @@ struct LabEndToEndTests {
 
         // Dynamic steps on case 3 (x/a only from namespace y): relabel z as y, then delete the policy.
         try run.apply(ConformanceKit.kubernetesCases[2].manifest)
-        #expect(try run.converge() == "", "\(datastore): case 3")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): case 3")
         try run.apply(Self.namespaces(["z": "y"]))
-        #expect(try run.converge() == "", "\(datastore): after relabelling namespace z")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): after relabelling namespace z")
         try run.delete("knp", "from-y", namespace: "x")
-        #expect(try run.converge() == "", "\(datastore): after deleting the policy")
+        #expect(try run.converge() == "", "\(dataplane), \(datastore): after deleting the policy")
         let reopened = try run.lab(["probe", "-o", "json"])
         let reopenedResults =
             (try JSONSerialization.jsonObject(with: Data(reopened.stdout.utf8)) as? [String: Any])?["results"]
@@ -230,11 +232,14 @@ struct LabEndToEndTests {
 
     /// SIGKILL both agents during an iperf3 flow across the nodes and start them again: every
     /// 1-second interval carries traffic, and the restarted agents adopt their rules (the
-    /// ruleset, rule handles included, is exactly what it was: nothing flushed and rebuilt).
-    @Test func killedAgentsRestartWithoutDisturbingTraffic() throws {
+    /// ruleset, rule handles included, is exactly what it was: nothing flushed and rebuilt; with
+    /// iptables, which has no rule handles, the same rules with packet counters that only grew: a
+    /// rewritten chain starts counting from zero).
+    @Test(arguments: ["nftables", "iptables"])
+    func killedAgentsRestartWithoutDisturbingTraffic(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
         defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "2"]).status == 0)
+        try #require(try run.lab(["up", "--nodes", "2", "--dataplane", dataplane]).status == 0)
         let client = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
         let server = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
         try #require(client.status == 0 && server.status == 0)
@@ -260,8 +265,28 @@ struct LabEndToEndTests {
                 ["--net=/run/netns/tabby-lab-node-\(node)", "/usr/sbin/nft", "-a", "list", "table", "inet", "tabby"]
             ).stdout
         }
-        let before = [try ruleset(1), try ruleset(2)]
-        #expect(before.allSatisfy { $0.contains("chain forward") })
+        /// Tabby's iptables rules (every `-A` line naming a cali- chain) with their packet counts.
+        func counters(_ node: Int) throws -> [String: Int] {
+            let save = try ChildProcess.run(
+                "/usr/bin/nsenter",
+                ["--net=/run/netns/tabby-lab-node-\(node)", "/usr/sbin/iptables-save", "-c", "-t", "filter"]
+            ).stdout
+            var rules: [String: Int] = [:]
+            for line in save.split(separator: "\n") where line.hasPrefix("[") && line.contains("cali-") {
+                // [packets:bytes] -A chain rule
+                let packets = Int(line.dropFirst().prefix { $0 != ":" }) ?? -1
+                rules[String(line.drop { $0 != "-" }), default: 0] += packets
+            }
+            return rules
+        }
+        let before = dataplane == "nftables" ? [try ruleset(1), try ruleset(2)] : []
+        #expect(dataplane != "nftables" || before.allSatisfy { $0.contains("chain forward") })
+        let countersBefore = dataplane == "iptables" ? [try counters(1), try counters(2)] : []
+        #expect(
+            dataplane != "iptables"
+                || countersBefore.allSatisfy {
+                    $0.keys.contains { $0.hasPrefix("-A cali-FORWARD") } && $0.values.contains { $0 > 0 }
+                })
 
         let iperfServer = try ChildProcess.spawn(
             "/usr/bin/nsenter", ["--net=/run/netns/tabby-lab-pod-x-b", "/usr/bin/iperf3", "-s", "-1"])
@@ -282,15 +307,25 @@ struct LabEndToEndTests {
         }
         #expect(intervals.count >= 6, "iperf3: \(result.stdout.suffix(500)) \(result.stderr)")
         #expect(intervals.allSatisfy { $0 > 0 }, "intervals (bit/s): \(intervals)")
-        #expect([try ruleset(1), try ruleset(2)] == before, "the restarted agents rewrote their rules")
+        if dataplane == "nftables" {
+            #expect([try ruleset(1), try ruleset(2)] == before, "the restarted agents rewrote their rules")
+        } else {
+            for (node, old) in countersBefore.enumerated() {
+                let new = try counters(node + 1)
+                #expect(Set(new.keys) == Set(old.keys), "node \(node + 1): the restarted agent changed its rules")
+                let reset = old.filter { rule, packets in (new[rule] ?? 0) < packets }.keys.sorted()
+                #expect(reset.isEmpty, "node \(node + 1): counters went back (rules rewritten): \(reset)")
+            }
+        }
     }
 
     /// `natOutgoing`: with it, a pod reaches an address outside every pool (the underlay's) as
     /// its node; without it the reply has no way back (the underlay has no route to pods).
-    @Test func natOutgoingMasqueradesTrafficLeavingThePools() throws {
+    @Test(arguments: ["nftables", "iptables"])
+    func natOutgoingMasqueradesTrafficLeavingThePools(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
         defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "1"]).status == 0)
+        try #require(try run.lab(["up", "--nodes", "1", "--dataplane", dataplane]).status == 0)
         try #require(try run.lab(["pod", "add", "x/a", "--node", "1", "--serve", "80/tcp"]).status == 0)
         // A server outside the cluster (on the underlay) that answers with the address it sees.
         let server = try ChildProcess.spawn(

@@ -13,6 +13,9 @@ import TabbyNetlink
 #if NFTables
     import TabbyNftables
 #endif
+#if IPTables
+    import TabbyIptables
+#endif
 
 /// The dataplanes compiled into this build (package traits), by `--dataplane` name.
 enum Dataplanes {
@@ -20,6 +23,9 @@ enum Dataplanes {
         var names: [String] = []
         #if NFTables
             names.append("nftables")
+        #endif
+        #if IPTables
+            names.append("iptables")
         #endif
         return names
     }
@@ -29,6 +35,11 @@ enum Dataplanes {
         #if NFTables
             case "nftables":
                 return NftablesDataplane(committer: try NftNetlinkCommitter(), configuration: configuration)
+        #endif
+        #if IPTables
+            case "iptables":
+                // The host's flavour (`iptables -V`), or TABBY_IPTABLES_BACKEND=nft|legacy.
+                return try IptablesDataplane(configuration: configuration)
         #endif
         default:
             throw ValidationError(

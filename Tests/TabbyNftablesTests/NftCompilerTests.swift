@@ -2,6 +2,7 @@ import Foundation
 import TabbyCore
 import TabbyDataplane
 import TabbyPolicy
+import TabbyTestSupport
 import Testing
 
 @testable import TabbyNftables
@@ -9,40 +10,8 @@ import Testing
 /// The IR as nft objects, pinned as `nft -f` text.
 @Suite("nftables compiler")
 struct NftCompilerTests {
-    static let manifest = """
-        apiVersion: v1
-        kind: Namespace
-        metadata: {name: x, labels: {ns: x}}
-        ---
-        apiVersion: projectcalico.org/v3
-        kind: WorkloadEndpoint
-        metadata: {name: a, namespace: x, labels: {pod: a}}
-        spec: {node: n, pod: a, interfaceName: cali0000000000a, ipNetworks: [10.0.0.1/32], profiles: [kns.x]}
-        ---
-        apiVersion: projectcalico.org/v3
-        kind: WorkloadEndpoint
-        metadata: {name: b, namespace: x, labels: {pod: b}}
-        spec: {node: n, pod: b, interfaceName: cali0000000000b, ipNetworks: [10.0.0.2/32], profiles: [kns.x]}
-        ---
-        apiVersion: projectcalico.org/v3
-        kind: Profile
-        metadata: {name: kns.x}
-        spec: {ingress: [{action: Allow}], egress: [{action: Allow}]}
-        ---
-        apiVersion: projectcalico.org/v3
-        kind: NetworkPolicy
-        metadata: {name: db, namespace: x}
-        spec:
-          selector: pod == 'a'
-          types: [Ingress]
-          ingress:
-          - action: Allow
-            protocol: TCP
-            source: {selector: pod == 'b'}
-            destination: {ports: [80, "8000:8080"]}
-          - action: Deny
-            source: {nets: [192.168.0.0/16, "fd00::/8"]}
-        """
+    /// The sample shared with the iptables tests (TabbyTestSupport).
+    static let manifest = SamplePolicy.manifest
 
     static func ir() -> PolicyIR {
         let manifest = Manifest(text: manifest, source: "test")

@@ -1,15 +1,20 @@
-// tabby-nft-bench: the nftables backend under load, against the same topology with no Tabby rules
-// in the same run (REFERENCE.md section 8 has what plain nft, iptables and ipset reach here).
+// tabby-dataplane-bench: the nftables and iptables backends under load, beside each other and
+// against the same topology with no Tabby rules, in the same run (REFERENCE.md section 8 has what
+// plain nft, iptables and ipset reach here).
 //
 // Topology (namespaces this program creates and removes): client -- node -- server over two
 // veth links; the node forwards. The node's veths are the pods' host interfaces (cali...), so
 // the client's egress and the server's ingress programs apply. For N policies and N IP set
 // members, each policy selects the server and allows TCP from a large network set on a port the
 // traffic never uses, so a new connection walks every policy before the last one allows it.
-//   tabby-nft-bench [--sizes 0:0,1000:1000,1000:10000,10000:10000] [--seconds 3]   (policies:members)
+// Per size: the baseline, then nftables (Tabby over netlink; `nft -f` and `nft add element` of
+// the same ruleset as a reference), then iptables in the nft and the legacy flavour (Tabby's
+// iptables-restore and ipset restore). Each is removed before the next is programmed.
+//   tabby-dataplane-bench [--sizes 0:0,1000:1000,1000:10000,10000:10000] [--seconds 3]   (policies:members)
 import Foundation
 import TabbyCore
 import TabbyDataplane
+import TabbyIptables
 import TabbyNetlink
 import TabbyNftables
 import TabbyPolicy
@@ -44,11 +49,14 @@ func run(_ command: [String], stdin: String = "") -> (status: Int32, output: Str
     process.standardInput = input
     process.standardOutput = output
     process.standardError = output
+    // Not waitUntilExit: on Linux it polls every 50 ms, which would be counted in the peers' times.
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
     do { try process.run() } catch { return (-1, "\(error)") }
     input.fileHandleForWriting.write(Data(stdin.utf8))
     try? input.fileHandleForWriting.close()
     let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    exited.wait()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
@@ -58,7 +66,7 @@ func seconds(_ duration: Duration) -> Double {
 
 let options = Options(Array(CommandLine.arguments.dropFirst()))
 let id = String(getpid())
-let names = ["client", "node", "server"].map { "tabby-b-nft-\(id)-\($0)" }
+let names = ["client", "node", "server"].map { "tabby-b-dp-\(id)-\($0)" }
 var paths: [String] = []
 defer { for name in names { try? NetworkNamespace.delete(named: name) } }
 for name in names { paths.append(try NetworkNamespace.create(named: name)) }
@@ -179,67 +187,102 @@ func pingCycle() -> Double {
 
 func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
 
+/// The network set grown by one member: the one-member delta both backends get.
+func oneMore(_ engine: inout PolicyEngine, members: Int) -> PolicyDelta {
+    var set = NetworkSetSpec()
+    set.nets = nets(members) + ["10.250.0.1/32"]
+    let update = engine.apply([
+        .upsert(
+            .networkSet(
+                NetworkSet(
+                    metadata: ObjectMeta(name: "others", namespace: "bench", labels: ["role": "other"]), spec: set)
+            ))
+    ])
+    guard update.ipSetMembersAdded.values.map(\.count).reduce(0, +) == 1 else {
+        fatalError("the one-member change did not become a one-member delta: \(update)")
+    }
+    return update
+}
+
+func ms(_ value: Double) -> String { format(value * 1000, 1) + " ms" }
+
 print(
-    "| policies / IP set members | program from scratch (tabby, netlink) | same with `nft -f` | ratio | one member change (tabby, in process) | `nft add element` | iperf3 Gbit/s (no rules / tabby) | ratio | ping -f cycle µs (no rules / tabby) | added µs |"
+    "| policies / IP set members | dataplane | program from scratch | one member change | iperf3 Gbit/s (no rules / rules) | ratio | ping -f cycle µs (no rules / rules) | added µs |"
 )
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|")
 for (size, members) in options.sizes {
     let committer = try NftNetlinkCommitter(namespacePath: nodePath)
     try committer.deleteTable()
     // The baseline: the same topology with no Tabby rules, measured in this run.
     let baseThroughput = throughput()
     let baseCycle = pingCycle()
-
-    var engine = PolicyEngine()
-    let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
-    let dataplane = NftablesDataplane(committer: committer)
-    let programStart = ContinuousClock.now
-    try dataplane.apply(delta, resulting: engine.ir)
-    let program = seconds(ContinuousClock.now - programStart)
-
-    // The peer: the same plan as `nft -f` text, from scratch.
-    let text = NftChange.replaceTable(NftCompiler.compile(engine.ir)).nftText
-    try committer.deleteTable()
-    let nftStart = ContinuousClock.now
-    let nftResult = run(["/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "-f", "-"], stdin: text)
-    let nftProgram = seconds(ContinuousClock.now - nftStart)
-    guard nftResult.status == 0 else { fatalError("nft -f failed: \(nftResult.output.prefix(500))") }
-    try committer.deleteTable()
-    let fresh = NftablesDataplane(committer: committer)
-    try fresh.apply(delta, resulting: engine.ir)
-
-    // One member more in the big set.
-    var change = "-"
-    var peerChange = "-"
-    if size > 0 && members > 0 {
-        var set = NetworkSetSpec()
-        set.nets = nets(members) + ["10.250.0.1/32"]
-        let update = engine.apply([
-            .upsert(
-                .networkSet(
-                    NetworkSet(
-                        metadata: ObjectMeta(name: "others", namespace: "bench", labels: ["role": "other"]), spec: set))
-            )
-        ])
-        guard update.ipSetMembersAdded.values.map(\.count).reduce(0, +) == 1 else {
-            fatalError("the one-member change did not become a one-member delta: \(update)")
+    let sizeText = "\(size) / \(members)"
+    func row(_ name: String, _ program: String, _ change: String, measure: Bool) {
+        guard measure else {
+            print("| \(sizeText) | \(name) | \(program) | \(change) | - | - | - | - |")
+            return
         }
-        let changeStart = ContinuousClock.now
-        try fresh.apply(update, resulting: engine.ir)
-        change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
-        let setName = fresh.appliedPlan?.sets.first { $0.value.elements.contains("10.250.0.1/32") }?.key ?? "?"
-        let peerStart = ContinuousClock.now
-        _ = run([
-            "/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "add", "element", "inet", "tabby", setName,
-            "{ 10.251.0.1 }",
-        ])
-        peerChange = format(seconds(ContinuousClock.now - peerStart) * 1000, 3) + " ms"
+        let ruleThroughput = throughput()
+        let ruleCycle = pingCycle()
+        print(
+            "| \(sizeText) | \(name) | \(program) | \(change) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
+        )
+    }
+    let changing = size > 0 && members > 0
+
+    // nftables: Tabby over netlink, then the same ruleset through `nft -f` as the reference.
+    do {
+        var engine = PolicyEngine()
+        let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
+        let text = NftChange.replaceTable(NftCompiler.compile(engine.ir)).nftText
+        let nftStart = ContinuousClock.now
+        let nftResult = run(["/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "-f", "-"], stdin: text)
+        let nftProgram = seconds(ContinuousClock.now - nftStart)
+        guard nftResult.status == 0 else { fatalError("nft -f failed: \(nftResult.output.prefix(500))") }
+        var peerChange = "-"
+        if changing {
+            let setName = NftCompiler.setName(engine.ir.ipSets.keys.sorted().first!, .ipv4)
+            let peerStart = ContinuousClock.now
+            _ = run([
+                "/usr/bin/nsenter", "--net=\(nodePath)", "/usr/sbin/nft", "add", "element", "inet", "tabby", setName,
+                "{ 10.251.0.1 }",
+            ])
+            peerChange = ms(seconds(ContinuousClock.now - peerStart))
+        }
+        try committer.deleteTable()
+        row("`nft -f`, `nft add element` (reference)", ms(nftProgram), peerChange, measure: false)
+
+        let dataplane = NftablesDataplane(committer: committer)
+        let programStart = ContinuousClock.now
+        try dataplane.apply(delta, resulting: engine.ir)
+        let program = seconds(ContinuousClock.now - programStart)
+        var change = "-"
+        if changing {
+            let update = oneMore(&engine, members: members)
+            let changeStart = ContinuousClock.now
+            try dataplane.apply(update, resulting: engine.ir)
+            change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
+        }
+        row("nftables (Tabby, netlink)", ms(program), change, measure: true)
+        try committer.deleteTable()
     }
 
-    let ruleThroughput = throughput()
-    let ruleCycle = pingCycle()
-    print(
-        "| \(size) / \(members) | \(format(program * 1000, 1)) ms | \(format(nftProgram * 1000, 1)) ms | \(format(nftProgram / program)) | \(change) | \(peerChange) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
-    )
-    try committer.deleteTable()
+    // iptables, both flavours: Tabby's restore and ipset input, run as processes.
+    for flavour in [IptablesFlavour.nft, .legacy] {
+        var engine = PolicyEngine()
+        let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
+        let dataplane = IptablesDataplane(runner: IptablesProcessRunner(flavour: flavour, namespacePath: nodePath))
+        let programStart = ContinuousClock.now
+        try dataplane.apply(delta, resulting: engine.ir)
+        let program = seconds(ContinuousClock.now - programStart)
+        var change = "-"
+        if changing {
+            let update = oneMore(&engine, members: members)
+            let changeStart = ContinuousClock.now
+            try dataplane.apply(update, resulting: engine.ir)
+            change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
+        }
+        row("iptables, \(flavour.rawValue) flavour (Tabby, restore + ipset)", ms(program), change, measure: true)
+        try dataplane.removeEverything()
+    }
 }
