@@ -472,7 +472,7 @@ public struct IPAM: Sendable {
 
     // MARK: Plumbing
 
-    func read<T: Decodable>(_ type: T.Type, key: String) async throws(IPAMError) -> (value: T, revision: Revision)? {
+    func read<T: JSONRecord>(_ type: T.Type, key: String) async throws(IPAMError) -> (value: T, revision: Revision)? {
         let kv: KeyValue?
         do { kv = try await store.get(key) } catch { throw .store(error) }
         guard let kv else { return nil }
@@ -480,7 +480,7 @@ public struct IPAM: Sendable {
     }
 
     /// Creates (revision nil) or compare-and-swaps; false when another writer got there first.
-    func write(_ value: some Encodable, key: String, revision: Revision?) async throws(IPAMError) -> Bool {
+    func write(_ value: some JSONRecord, key: String, revision: Revision?) async throws(IPAMError) -> Bool {
         do {
             if let revision {
                 try await store.update(key, value: JSONCoding.encode(value), expectedRevision: revision)
@@ -497,7 +497,7 @@ public struct IPAM: Sendable {
     }
 
     /// A create (revision nil) or a compare-and-swap, for `commit`.
-    func storeWrite(_ value: some Encodable, key: String, revision: Revision?) -> StoreWrite {
+    func storeWrite(_ value: some JSONRecord, key: String, revision: Revision?) -> StoreWrite {
         let data = JSONCoding.encode(value)
         guard let revision else { return .create(key: key, value: data) }
         return .update(key: key, value: data, expectedRevision: revision)

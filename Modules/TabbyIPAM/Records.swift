@@ -182,16 +182,13 @@ public enum IPAMKeys {
 }
 
 enum JSONCoding {
-    static func encode(_ value: some Encodable) -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Records are plain data: encoding cannot fail.
-        return try! encoder.encode(value)
-    }
+    static func encode(_ value: some JSONRecord) -> Data { Data(value.json.serialized().utf8) }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ kv: KeyValue) throws(IPAMError) -> T {
+    static func decode<T: JSONRecord>(_ type: T.Type, _ kv: KeyValue) throws(IPAMError) -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: kv.value)
+            return try T(json: try JSONValue.parse(kv.value))
+        } catch let error as JSONParseError {
+            throw .corruptedRecord(key: kv.key, reason: error.description)
         } catch {
             throw .corruptedRecord(key: kv.key, reason: "\(error)")
         }

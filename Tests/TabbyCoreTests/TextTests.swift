@@ -63,3 +63,54 @@ import Testing
         #expect(decoded == value)
     }
 }
+
+@Suite struct JSONParsingTests {
+    @Test func parsesEveryKindOfValue() throws {
+        let text =
+            #" { "a" : [1, -2, 3.5, 1e3, true, false, null], "s": "x\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00", "o": {} } "#
+        let value = try JSONValue.parse(Data(text.utf8))
+        #expect(
+            value
+                == .object([
+                    "a": .array([.int(1), .int(-2), .double(3.5), .double(1000), .bool(true), .bool(false), .null]),
+                    "s": .string("x\"\\/\u{08}\u{0C}\n\r\t\u{E9}\u{1F600}"), "o": .object([:]),
+                ]))
+    }
+
+    @Test func agreesWithFoundationOnWhatItWrites() throws {
+        var seed: UInt64 = 42
+        func next() -> UInt64 {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return seed >> 33
+        }
+        func random(depth: Int) -> JSONValue {
+            switch next() % (depth > 3 ? 4 : 6) {
+            case 0: return .int(Int(next()) - 1_000_000)
+            case 1:
+                return .string(
+                    String((0..<Int(next() % 8)).map { _ in Character(Unicode.Scalar(UInt8(next() % 126 + 1))) }))
+            case 2: return .bool(next() % 2 == 0)
+            case 3: return .null
+            case 4: return .array((0..<Int(next() % 4)).map { _ in random(depth: depth + 1) })
+            default:
+                var object: [String: JSONValue] = [:]
+                for _ in 0..<Int(next() % 4) { object["k\(next() % 100)"] = random(depth: depth + 1) }
+                return .object(object)
+            }
+        }
+        for _ in 0..<300 {
+            let value = random(depth: 0)
+            let text = Data(value.serialized().utf8)
+            #expect(try JSONValue.parse(text) == value)
+            #expect(try JSONDecoder().decode(JSONValue.self, from: text) == value)
+        }
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "\"unterminated", "\"bad \\x escape\"", "[1] 2", "tru",
+        "\"\\ud800\"", "\"tab\there\"",
+    ])
+    func refusesMalformedText(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(Data(text.utf8)) }
+    }
+}
