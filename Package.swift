@@ -132,11 +132,14 @@ let package = Package(
             dependencies: ["TabbyCore", "TabbyNetlink"],
             path: "Modules/TabbyLab"
         ),
+        // BGP: bird2 configuration from the BGP resources, and BIRD's control socket.
+        .target(name: "TabbyRouting", dependencies: ["TabbyCore"], path: "Modules/TabbyRouting"),
         // The node agent's engine: datastore watch -> policy engine -> dataplane, routes, health.
         .target(
             name: "TabbyAgent",
             dependencies: [
                 "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink",
+                "TabbyRouting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -171,6 +174,7 @@ let package = Package(
                 "TabbyIPAM",
                 "TabbyPolicy",
                 "TabbyLab",
+                "TabbyRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Modules/TabbyCommands"
@@ -237,6 +241,12 @@ let package = Package(
             name: "TabbyAgentTests",
             dependencies: ["TabbyAgent", "TabbyCore", "TabbyDataplane", "TabbyStore", "TabbyTestSupport"],
             path: "Tests/TabbyAgentTests"
+        ),
+        // Rendered BIRD configurations pinned; the control protocol against a fake socket.
+        .testTarget(
+            name: "TabbyRoutingTests",
+            dependencies: ["TabbyRouting", "TabbyCore"],
+            path: "Tests/TabbyRoutingTests"
         ),
         .testTarget(
             name: "TabbyCNITests",
