@@ -139,7 +139,7 @@ let package = Package(
             name: "TabbyAgent",
             dependencies: [
                 "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink",
-                "TabbyRouting",
+                "TabbyRouting", "CTabbyShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
