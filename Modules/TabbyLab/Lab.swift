@@ -93,6 +93,13 @@ public final class Lab: @unchecked Sendable {
             throw LabFailure("a lab is already up (state in \(stateDirectory.path)); tabbyctl lab down first")
         }
         guard (1...20).contains(count) else { throw LabFailure("--nodes must be between 1 and 20") }
+        // Another lab (another state directory) owns the namespaces: fail before making anything,
+        // so the cleanup below never removes that lab's namespaces.
+        guard !FileManager.default.fileExists(atPath: "/run/netns/tabby-lab-underlay") else {
+            throw LabFailure(
+                "another lab is running on this machine (namespace tabby-lab-underlay exists); tabbyctl lab down --state-dir DIR stops it"
+            )
+        }
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         var state = State(
             dataplane: dataplane, datastore: datastore.rawValue, underlay: "tabby-lab-underlay",
