@@ -255,7 +255,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TabbyCommandsTests",
-            dependencies: ["TabbyCommands"],
+            dependencies: ["TabbyCommands", "TabbyRouting"],
             path: "Tests/TabbyCommandsTests"
         ),
         // Runs the built executables as a user would, against real SQLite files and a real etcd;

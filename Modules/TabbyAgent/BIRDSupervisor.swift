@@ -43,6 +43,9 @@ final class BIRDSupervisor: Sendable {
     }
     // Mutex: sync (the agent's loop), the supervision loop and stop() all touch it.
     let state = Mutex(State())
+    /// Serialises what starts or reconfigures BIRD (the agent's sync and the supervision loop's
+    /// restart), so two BIRDs are never started at once.
+    let operations = Mutex(())
 
     init(options: BIRDOptions, logger: Logger, metrics: AgentMetrics) {
         self.options = options
@@ -53,6 +56,10 @@ final class BIRDSupervisor: Sendable {
     /// The configuration BIRD should run: written and loaded when it differs from the last one,
     /// BIRD started (or adopted) when it is not running.
     func apply(configuration text: String) throws {
+        try operations.withLock { _ in try applyLocked(configuration: text) }
+    }
+
+    private func applyLocked(configuration text: String) throws {
         let (pid, written) = state.withLock { ($0.pid, $0.written) }
         if let pid, Self.alive(pid), written == text { return }
         try FileManager.default.createDirectory(atPath: options.runDirectory, withIntermediateDirectories: true)
@@ -120,7 +127,13 @@ final class BIRDSupervisor: Sendable {
             if exited {
                 logger.error("BIRD (pid \(pid)) exited; restarting it")
                 metrics.update { $0.birdRestarts += 1 }
-                do { try start() } catch {
+                do {
+                    try operations.withLock { _ in
+                        // A sync may have started one meanwhile.
+                        if let current = state.withLock({ $0.pid }), current != pid, Self.alive(current) { return }
+                        try start()
+                    }
+                } catch {
                     logger.error("restarting BIRD failed: \(error)")
                     setLive(false, "BIRD is not running: \(error)")
                     continue
