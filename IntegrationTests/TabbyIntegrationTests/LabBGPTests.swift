@@ -167,6 +167,43 @@ struct LabBGPTests {
         #expect(seen == "200")
     }
 
+    /// A pool of one block: node-1's first pod claims it, node-2's pod borrows an address from
+    /// it. node-2 announces that address as a /32, which wins over node-1's block (a blackhole on
+    /// node-1), so both pods reach each other.
+    @Test func borrowedAddressesAreAnnouncedAsHostRoutes() throws {
+        let run = LabRun(datastore: "embedded")
+        defer { _ = try? run.lab(["down"]) }
+        try #require(try run.lab(["up", "--nodes", "2", "--routing", "bgp"]).status == 0)
+        try run.apply(
+            """
+            apiVersion: projectcalico.org/v3
+            kind: IPPool
+            metadata: {name: default-ipv4-ippool}
+            spec: {cidr: 10.65.0.0/16, blockSize: 26, vxlanMode: Never, nodeSelector: "!all()"}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: IPPool
+            metadata: {name: one-block}
+            spec: {cidr: 10.80.0.0/26, blockSize: 26, vxlanMode: Never}
+            """)
+        let a = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
+        let b = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
+        try #require(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        let borrowed = Self.address(of: b)
+        #expect(borrowed.hasPrefix("10.80.0."), "node-2's pod should borrow from node-1's block: \(borrowed)")
+        var routes = ""
+        for _ in 0..<50 {
+            routes = try Self.inNode(1, ["/usr/sbin/ip", "route", "show", "proto", "bird"]).stdout
+            if routes.contains("\(borrowed) via 10.10.0.12") { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(routes.contains("\(borrowed) via 10.10.0.12 dev eth0"), "node-1:\n\(routes)")
+        #expect(routes.contains("blackhole 10.80.0.0/26"), "node-1:\n\(routes)")
+        #expect(try run.converge() == "")
+        #expect(try run.reaches("x/a", "x/b") == true)
+        #expect(try run.reaches("x/b", "x/a") == true)
+    }
+
     /// Mesh off, node-1 a route reflector (cluster 224.0.0.1), every node peering with the
     /// reflectors through one BGPPeer with a peerSelector: pods on node-2 and node-3 reach each
     /// other over routes that came through node-1.
