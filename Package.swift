@@ -147,11 +147,14 @@ let package = Package(
             dependencies: ["TabbyCore", "TabbyNetlink"],
             path: "Modules/TabbyLab"
         ),
+        // BGP: bird2 configuration from the BGP resources, and BIRD's control socket.
+        .target(name: "TabbyRouting", dependencies: ["TabbyCore"], path: "Modules/TabbyRouting"),
         // The node agent's engine: datastore watch -> policy engine -> dataplane, routes, health.
         .target(
             name: "TabbyAgent",
             dependencies: [
                 "TabbyCore", "TabbyStore", "TabbyIPAM", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink",
+                "TabbyRouting", "CTabbyShims",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -187,6 +190,7 @@ let package = Package(
                 "TabbyIPAM",
                 "TabbyPolicy",
                 "TabbyLab",
+                "TabbyRouting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Modules/TabbyCommands"
@@ -266,6 +270,12 @@ let package = Package(
             dependencies: ["TabbyAgent", "TabbyCore", "TabbyDataplane", "TabbyStore", "TabbyTestSupport"],
             path: "Tests/TabbyAgentTests"
         ),
+        // Rendered BIRD configurations pinned; the control protocol against a fake socket.
+        .testTarget(
+            name: "TabbyRoutingTests",
+            dependencies: ["TabbyRouting", "TabbyCore"],
+            path: "Tests/TabbyRoutingTests"
+        ),
         .testTarget(
             name: "TabbyCNITests",
             dependencies: ["TabbyCNI", "TabbyCore", "TabbyIPAM", "TabbyStore", "TabbyTestSupport"],
@@ -273,7 +283,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TabbyCommandsTests",
-            dependencies: ["TabbyCommands"],
+            dependencies: ["TabbyCommands", "TabbyRouting"],
             path: "Tests/TabbyCommandsTests"
         ),
         // Runs the built executables as a user would, against real SQLite files and a real etcd;

@@ -19,6 +19,8 @@ public struct AgentConfiguration: Sendable {
     public var housekeepingInterval: Duration
     /// How long a change may wait to be batched with the next ones before it is applied.
     public var batchWindow: Duration
+    /// How routes to other nodes' blocks are made.
+    public var routing: RoutingMode = .vxlan
 
     public init(
         nodeName: String, datastore: DatastoreConfiguration, underlayAddress: InterfaceAddress? = nil,
@@ -32,6 +34,16 @@ public struct AgentConfiguration: Sendable {
     }
 }
 
+/// How routes to other nodes' blocks are made.
+public enum RoutingMode: Sendable, Hashable {
+    /// tabbyd programs every route itself, per pool `vxlanMode`: VXLAN (`Always`, `CrossSubnet`
+    /// across subnets) or a direct route through the other node (`Never`, same subnet).
+    case vxlan
+    /// BIRD distributes and programs the routes of `vxlanMode: Never` pools over BGP (full mesh,
+    /// route reflectors, the operator's routers); tabbyd still programs VXLAN pools' tunnels.
+    case bgp(BIRDOptions)
+}
+
 /// The node agent (Calico's Felix): keeps the dataplane and the routes equal to what the
 /// datastore says, incrementally. Start-up reconciles what it finds in the kernel instead of
 /// rebuilding it, so established connections keep flowing across a restart.
@@ -42,6 +54,7 @@ public final class Agent: Sendable {
     let logger: Logger
     let store: any KeyValueStore
     let routes: RouteSync
+    let bgp: BGPRouting?
 
     public init(
         configuration: AgentConfiguration, dataplane: any Dataplane, metrics: AgentMetrics, logger: Logger,
@@ -52,9 +65,16 @@ public final class Agent: Sendable {
         self.metrics = metrics
         self.logger = logger
         self.store = try store ?? configuration.datastore.makeStore()
+        if case .bgp(let options) = configuration.routing {
+            bgp = BGPRouting(
+                nodeName: configuration.nodeName, options: options,
+                workloadInterfacePrefix: settings.dataplane.workloadInterfacePrefix, logger: logger, metrics: metrics)
+        } else {
+            bgp = nil
+        }
         routes = RouteSync(
             nodeName: configuration.nodeName, logger: logger, vni: settings.vxlanVNI, port: settings.vxlanPort,
-            mtu: settings.vxlanMTU)
+            mtu: settings.vxlanMTU, directRoutes: bgp == nil)
     }
 
     /// Registers the node, syncs, then follows the datastore until cancelled.
@@ -62,6 +82,7 @@ public final class Agent: Sendable {
         let underlay = try configuration.underlayAddress ?? RouteSync.defaultRouteAddress()
         try await registerNode(underlay: underlay)
         async let housekeeping: Void = runHousekeeping()
+        async let supervision: Void = bgp?.supervisor.supervise() ?? ()
         defer { logger.info("tabbyd stopping", metadata: ["node": "\(configuration.nodeName)"]) }
         var sync = PolicySync(
             nodeName: configuration.nodeName, dataplane: dataplane, metrics: metrics, logger: logger)
@@ -81,6 +102,8 @@ public final class Agent: Sendable {
             }
         }
         _ = await housekeeping
+        _ = await supervision
+        bgp?.supervisor.stop()
     }
 
     /// The Node resource: created if missing, its underlay address kept current.
@@ -125,6 +148,7 @@ public final class Agent: Sendable {
         try await updateOutgoingNAT()
         try sync.resync(items: items)
         try await routes.sync(store: store, underlay: underlay, metrics: metrics)
+        try await bgp?.sync(store: store)
         metrics.update {
             $0.ready = true
             $0.readyReason = "synced at revision \(revision)"
@@ -169,6 +193,7 @@ public final class Agent: Sendable {
             if routingChanged {
                 try await updateOutgoingNAT()
                 try await routes.sync(store: store, underlay: underlay, metrics: metrics)
+                try await bgp?.sync(store: store)
             }
         }
         if let error = buffer.withLock({ $0.error }) { throw AgentError("the datastore watch ended: \(error)") }

@@ -22,6 +22,12 @@ public final class AgentMetrics: Sendable {
         var routeErrors = 0
         var resyncs = 0
         var leakedAddresses = 0
+        /// False when a supervised process (BIRD) stopped answering: `/liveness` fails.
+        var live = true
+        var liveReason = ""
+        /// nil when BIRD is not in use.
+        var birdUp: Bool?
+        var birdRestarts = 0
     }
 
     // Mutex: the agent's tasks write, the HTTP server's event loop reads.
@@ -29,9 +35,12 @@ public final class AgentMetrics: Sendable {
 
     public init() {}
 
-    func update(_ body: (inout Values) -> Void) { values.withLock { body(&$0) } }
+    @discardableResult
+    func update<T>(_ body: (inout Values) -> T) -> T { values.withLock { body(&$0) } }
 
     public var isReady: (Bool, String) { values.withLock { ($0.ready, $0.readyReason) } }
+
+    public var isLive: (Bool, String) { values.withLock { ($0.live, $0.liveReason) } }
 
     public var prometheusText: String {
         let v = values.withLock { $0 }
@@ -66,5 +75,11 @@ public final class AgentMetrics: Sendable {
                 Double(v.leakedAddresses)),
             metric("ready", "gauge", "1 once the first sync has been applied.", v.ready ? 1 : 0),
         ].joined()
+            + (v.birdUp.map { up in
+                [
+                    metric("bird_up", "gauge", "1 while BIRD answers its control socket.", up ? 1 : 0),
+                    metric("bird_restarts_total", "counter", "BIRD restarts after it exited.", Double(v.birdRestarts)),
+                ].joined()
+            } ?? "")
     }
 }

@@ -65,7 +65,9 @@ public final class HTTPEndpoints: Sendable {
 
         func response(for path: String) -> (HTTPResponseStatus, String) {
             switch path {
-            case "/liveness": return (.ok, "live\n")
+            case "/liveness":
+                let (live, reason) = metrics.isLive
+                return live ? (.ok, "live\n") : (.serviceUnavailable, "not live: \(reason)\n")
             case "/readiness":
                 let (ready, reason) = metrics.isReady
                 return ready ? (.ok, "ready\n") : (.serviceUnavailable, "not ready: \(reason)\n")

@@ -106,6 +106,8 @@ struct PolicySync {
     static func affectsRouting(_ key: String) -> Bool {
         key.hasPrefix("/tabby/ipam/v2/affinities/") || key.hasPrefix(ResourceClient.prefix(for: .node))
             || key.hasPrefix(ResourceClient.prefix(for: .ipPool))
+            || key.hasPrefix(ResourceClient.prefix(for: .bgpPeer))
+            || key.hasPrefix(ResourceClient.prefix(for: .bgpConfiguration))
     }
 
     func record(started: ContinuousClock.Instant, ir: PolicyIR) {

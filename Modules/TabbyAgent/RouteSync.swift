@@ -23,13 +23,19 @@ final class RouteSync: Sendable {
     let vni: UInt32
     let port: UInt16
     let mtu: Int?
+    /// False in BGP mode: BIRD routes the `vxlanMode: Never` pools, tabbyd only tunnels.
+    let directRoutes: Bool
 
-    init(nodeName: String, logger: Logger, vni: UInt32 = 4096, port: UInt16 = 4789, mtu: Int? = nil) {
+    init(
+        nodeName: String, logger: Logger, vni: UInt32 = 4096, port: UInt16 = 4789, mtu: Int? = nil,
+        directRoutes: Bool = true
+    ) {
         self.nodeName = nodeName
         self.logger = logger
         self.vni = vni
         self.port = port
         self.mtu = mtu
+        self.directRoutes = directRoutes
     }
 
     /// The address (with its prefix length) of the interface the default route leaves through.
@@ -91,6 +97,7 @@ final class RouteSync: Sendable {
                 let pool = pools.first(where: { CIDR($0.spec.cidr)?.contains(affinity.cidr) == true })
             else { continue }
             let mode = pool.spec.vxlanMode ?? .never
+            if mode == .never && !directRoutes { continue }
             let sameSubnet =
                 CIDR(network: node.underlay.address, prefixLength: underlay.prefixLength)
                 == CIDR(network: underlay.address, prefixLength: underlay.prefixLength)

@@ -53,9 +53,14 @@ public struct LabCommand: AsyncParsableCommand {
         @Option(help: "The dataplane every tabbyd uses.") var dataplane: String = "nftables"
         @Option(help: "embedded (one SQLite file shared by the nodes) or etcd (in the underlay).")
         var datastore: String = "embedded"
+        @Option(help: "vxlan (pool vxlanMode Always) or bgp (vxlanMode Never, BIRD on every node, full mesh).")
+        var routing: String = "vxlan"
         @OptionGroup var options: Options
 
         func validate() throws {
+            guard Lab.Routing(rawValue: routing) != nil else {
+                throw ValidationError("--routing \(routing): use vxlan or bgp")
+            }
             guard Lab.Datastore(rawValue: datastore) != nil else {
                 throw ValidationError("--datastore \(datastore): use embedded or etcd")
             }
@@ -65,7 +70,10 @@ public struct LabCommand: AsyncParsableCommand {
         func run() throws {
             let lab = try options.lab()
             do {
-                try lab.up(nodes: nodes, dataplane: dataplane, datastore: Lab.Datastore(rawValue: datastore)!) {
+                try lab.up(
+                    nodes: nodes, dataplane: dataplane, datastore: Lab.Datastore(rawValue: datastore)!,
+                    routing: Lab.Routing(rawValue: routing)!
+                ) {
                     emit("lab: \($0)")
                 }
             } catch { throw LabCommand.fail(error) }

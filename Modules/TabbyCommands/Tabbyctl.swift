@@ -13,7 +13,7 @@ public struct Tabbyctl: AsyncParsableCommand {
         version: TabbyVersion.current,
         subcommands: [
             Validate.self, Create.self, Apply.self, Replace.self, Delete.self, Get.self, Label.self,
-            IPAMCommand.self, PolicyCommand.self, SelectorCommand.self, LabCommand.self,
+            IPAMCommand.self, PolicyCommand.self, SelectorCommand.self, LabCommand.self, NodeCommand.self,
         ]
     )
 

@@ -44,6 +44,8 @@ public final class Lab: @unchecked Sendable {
         public var etcdDirectory: String?
         public var etcdPID: Int32?
         public var underlay: String
+        /// `vxlan` (nil in older states) or `bgp`: BIRD beside every tabbyd.
+        public var routing: String?
         public var nodes: [Node] = []
         public var pods: [Pod] = []
     }
@@ -83,13 +85,25 @@ public final class Lab: @unchecked Sendable {
     public enum Datastore: String, Sendable, CaseIterable { case embedded, etcd }
 
     /// Builds the underlay, the nodes and their agents, and a default IPPool.
-    public func up(nodes count: Int, dataplane: String, datastore: Datastore, progress: (String) -> Void) throws {
+    public func up(
+        nodes count: Int, dataplane: String, datastore: Datastore, routing: Routing = .vxlan,
+        progress: (String) -> Void
+    ) throws {
         guard state == nil else {
             throw LabFailure("a lab is already up (state in \(stateDirectory.path)); tabbyctl lab down first")
         }
         guard (1...20).contains(count) else { throw LabFailure("--nodes must be between 1 and 20") }
+        // Another lab (another state directory) owns the namespaces: fail before making anything,
+        // so the cleanup below never removes that lab's namespaces.
+        guard !FileManager.default.fileExists(atPath: "/run/netns/tabby-lab-underlay") else {
+            throw LabFailure(
+                "another lab is running on this machine (namespace tabby-lab-underlay exists); tabbyctl lab down --state-dir DIR stops it"
+            )
+        }
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
-        var state = State(dataplane: dataplane, datastore: datastore.rawValue, underlay: "tabby-lab-underlay")
+        var state = State(
+            dataplane: dataplane, datastore: datastore.rawValue, underlay: "tabby-lab-underlay",
+            routing: routing.rawValue)
         self.state = state
         try save()
         do {
@@ -135,14 +149,16 @@ public final class Lab: @unchecked Sendable {
             self.state = state
             try save()
 
-            progress("IPPool default-ipv4-ippool 10.65.0.0/16 (vxlanMode Always)")
+            // BGP: no overlay, BIRD on every node in a full mesh (BGPConfiguration's defaults).
+            let vxlanMode = routing == .bgp ? "Never" : "Always"
+            progress("IPPool default-ipv4-ippool 10.65.0.0/16 (vxlanMode \(vxlanMode))")
             try tabbyctl(
                 ["apply", "-f", "-"],
                 stdin: """
                     apiVersion: projectcalico.org/v3
                     kind: IPPool
                     metadata: {name: default-ipv4-ippool}
-                    spec: {cidr: 10.65.0.0/16, blockSize: 26, vxlanMode: Always, natOutgoing: false}
+                    spec: {cidr: 10.65.0.0/16, blockSize: 26, vxlanMode: \(vxlanMode), natOutgoing: false}
                     """)
 
             for index in 1...count {
@@ -153,7 +169,7 @@ public final class Lab: @unchecked Sendable {
                 state.nodes.append(node)
                 self.state = state
                 try save()
-                progress("node \(node.name): starting tabbyd (\(dataplane))")
+                progress("node \(node.name): starting tabbyd (\(dataplane), \(routing.rawValue) routing)")
                 state.nodes[state.nodes.count - 1].agentPID = try startAgent(node)
                 self.state = state
                 try save()
@@ -211,8 +227,18 @@ public final class Lab: @unchecked Sendable {
                 "/usr/bin/nsenter", "--net=/run/netns/\(node.namespace)",
                 binDirectory.appendingPathComponent("tabbyd").path, "--node-name", node.name, "--dataplane",
                 state.dataplane, "--underlay-address", node.address,
-            ] + (try datastoreArguments())
+            ]
+            + (state.routing == Routing.bgp.rawValue
+                ? ["--routing", "bgp", "--bird-run-dir", birdDirectory(node)] : [])
+            + (try datastoreArguments())
         return try Self.spawnDetached(command, log: log)
+    }
+
+    public enum Routing: String, Sendable, CaseIterable { case vxlan, bgp }
+
+    /// A node's BIRD run directory (configuration, control socket, pid file, log) in BGP mode.
+    public func birdDirectory(_ node: Node) -> String {
+        stateDirectory.appendingPathComponent("bird-\(node.name)").path
     }
 
     /// Polls the agent's /readiness inside its namespace (up to 30 s).
@@ -379,6 +405,16 @@ public final class Lab: @unchecked Sendable {
                 Self.stop(pid, expecting: "tabbyd")
             }
         }
+        // tabbyd stops its BIRD on SIGTERM; one it left behind (a killed agent) is stopped here.
+        for node in state?.nodes ?? [] {
+            let pidFile = birdDirectory(node) + "/bird.pid"
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
+                progress("stopping BIRD on \(node.name)")
+                Self.stop(pid, expecting: "bird")
+            }
+        }
         if let pid = state?.etcdPID {
             progress("stopping etcd")
             Self.stop(pid, expecting: "etcd")
@@ -397,7 +433,9 @@ public final class Lab: @unchecked Sendable {
 
     public func statusText() throws -> String {
         let state = try requireState()
-        var lines = ["Lab: \(state.nodes.count) node(s), \(state.dataplane) dataplane, \(state.datastore) datastore"]
+        var lines = [
+            "Lab: \(state.nodes.count) node(s), \(state.dataplane) dataplane, \(state.datastore) datastore, \(state.routing ?? "vxlan") routing"
+        ]
         for node in state.nodes {
             let alive = node.agentPID.map(Self.alive) ?? false
             let ready =

@@ -85,6 +85,15 @@ struct Tabbyd: AsyncParsableCommand {
     )
     var metricsPort: Int?
 
+    @Option(
+        help:
+            "vxlan: tabbyd programs routes per pool vxlanMode. bgp: BIRD runs beside tabbyd and routes vxlanMode Never pools over BGP."
+    )
+    var routing: String = "vxlan"
+
+    @Option(help: "BGP mode: BIRD's configuration, control socket (bird.ctl), pid file and log go here.")
+    var birdRunDir: String = BIRDOptions.defaultRunDirectory
+
     @Option(help: "Seconds between IPAM housekeeping runs (empty-block release, leak check).")
     var housekeepingSeconds: Int = 300
 
@@ -100,6 +109,9 @@ struct Tabbyd: AsyncParsableCommand {
         if let underlayAddress, InterfaceAddress(parsing: underlayAddress) == nil {
             throw ValidationError(
                 "--underlay-address \(underlayAddress): use an address with a prefix length, e.g. 10.10.0.11/24")
+        }
+        guard ["vxlan", "bgp"].contains(routing) else {
+            throw ValidationError("--routing \(routing): use vxlan or bgp")
         }
         guard housekeepingSeconds > 0 else { throw ValidationError("--housekeeping-seconds must be positive") }
     }
@@ -117,10 +129,11 @@ struct Tabbyd: AsyncParsableCommand {
         }
         let logger = Logger(label: "tabbyd")
         let metrics = AgentMetrics()
-        let configuration = AgentConfiguration(
+        var configuration = AgentConfiguration(
             nodeName: nodeName, datastore: datastoreConfiguration,
             underlayAddress: underlayAddress.flatMap { InterfaceAddress(parsing: $0) },
             housekeepingInterval: .seconds(housekeepingSeconds))
+        if routing == "bgp" { configuration.routing = .bgp(BIRDOptions(runDirectory: birdRunDir)) }
         let agent = try Agent(
             configuration: configuration,
             dataplane: try Dataplanes.make(dataplane, configuration: settings.dataplane), metrics: metrics,
@@ -134,7 +147,7 @@ struct Tabbyd: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info(
-            "tabbyd starting on node \(nodeName) with the \(dataplane) dataplane (health on \(health), metrics on \(metricsAt))"
+            "tabbyd starting on node \(nodeName) with the \(dataplane) dataplane, \(routing) routing (health on \(health), metrics on \(metricsAt))"
         )
         try await group.run()
     }

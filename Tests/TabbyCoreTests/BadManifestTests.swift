@@ -249,6 +249,24 @@ struct BadManifestTests {
             ]
         ),
         (
+            "BGP peer selecting nodes, and a misnamed BGP configuration",
+            calicoHeader + """
+                kind: BGPPeer
+                metadata: {name: b}
+                spec: {peerSelector: has(route-reflector), asNumber: 64512}
+                ---
+                apiVersion: projectcalico.org/v3
+                kind: BGPConfiguration
+                metadata: {name: cluster}
+                spec: {nodeToNodeMeshEnabled: false}
+
+                """,
+            [
+                problem(4, "spec.asNumber", "cannot be set with peerSelector"),
+                problem(9, "spec", "BGPConfiguration must be named \"default\" or \"node.<node name>\""),
+            ]
+        ),
+        (
             "endpoint problems",
             calicoHeader + """
                 kind: WorkloadEndpoint

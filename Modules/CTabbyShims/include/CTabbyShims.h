@@ -13,4 +13,8 @@ int TB_unshare_net(void);
 /// The CLONE_NEWNET flag, for callers that pass it to other syscalls.
 int TB_clone_newnet(void);
 
+/// posix_spawn_file_actions_addclosefrom_np(actions, from) (glibc 2.34+): the spawned process
+/// gets no descriptor >= from. `actions` is a posix_spawn_file_actions_t *.
+int TB_spawn_actions_closefrom(void *actions, int from);
+
 #endif

@@ -86,6 +86,11 @@ public struct BGPConfigurationSpec: ResourceSpec {
     public init() {}
 
     public func validate(_ validator: inout Validator, metadata: ObjectMeta) {
+        // Calico reads `default` (the cluster) and `node.<name>` (one node); any other name is ignored.
+        if !metadata.name.isEmpty && metadata.name != "default" && !metadata.name.hasPrefix("node.") {
+            validator.fail(
+                "BGPConfiguration must be named \"default\" or \"node.<node name>\" (got \"\(metadata.name)\")")
+        }
         if let port = listenPort, !(1...65535).contains(port) {
             validator.fail("listenPort", "must be 1-65535 (got \(port))")
         }
@@ -161,6 +166,9 @@ public struct BGPPeerSpec: ResourceSpec {
                 validator.fail("peerIP", "\"\(peerIP)\" is not an IP address, IP:port or [IPv6]:port")
             }
             if asNumber == nil { validator.fail("asNumber", "is required with peerIP") }
+        }
+        if peerSelector != nil && asNumber != nil {
+            validator.fail("asNumber", "cannot be set with peerSelector (the selected nodes' own AS numbers are used)")
         }
         validator.validateSelector(nodeSelector, key: "nodeSelector")
         validator.validateSelector(peerSelector, key: "peerSelector")
