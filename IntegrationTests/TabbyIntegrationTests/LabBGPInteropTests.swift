@@ -79,6 +79,7 @@ struct LabBGPInteropTests {
         let run = LabRun(datastore: "embedded")
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tabby-gobgp-\(UUID())")
         var gobgpd: ChildProcess?
+        var started = false
         defer {
             if let gobgpd {
                 kill(gobgpd.pid, SIGKILL)
@@ -86,10 +87,13 @@ struct LabBGPInteropTests {
             }
             try? Self.ip("netns del \(Self.client)")
             try? Self.ip("netns del \(Self.router)")
-            _ = try? run.lab(["down"])
+            // Only a lab this test started comes down: a refused `up` means another lab is running.
+            if started { _ = try? run.lab(["down"]) }
             try? FileManager.default.removeItem(at: directory)
         }
-        try #require(try run.lab(["up", "--nodes", "2", "--routing", "bgp"]).status == 0)
+        let up = try run.lab(["up", "--nodes", "2", "--routing", "bgp"])
+        started = up.status == 0
+        try #require(started, "lab up: \(up.stdout) \(up.stderr)")
         let a = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
         let b = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
         try #require(a.status == 0 && b.status == 0)

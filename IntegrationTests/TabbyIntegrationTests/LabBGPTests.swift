@@ -60,8 +60,9 @@ struct LabBGPTests {
 
     @Test func kubernetesCasesAcrossTwoNodesOverBGP() throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
         let up = try run.lab(["up", "--nodes", "2", "--routing", "bgp"])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
         try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try run.apply(LabEndToEndTests.namespaces())
         var index = 0
@@ -112,8 +113,10 @@ struct LabBGPTests {
     /// (SIGSTOP, it holds its socket but never answers): /liveness fails until it answers again.
     @Test func birdIsSupervised() throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "2", "--routing", "bgp"]).status == 0)
+        let up = try run.lab(["up", "--nodes", "2", "--routing", "bgp"])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         let a = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
         let b = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
         try #require(a.status == 0 && b.status == 0)
@@ -172,8 +175,10 @@ struct LabBGPTests {
     /// node-1), so both pods reach each other.
     @Test func borrowedAddressesAreAnnouncedAsHostRoutes() throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "2", "--routing", "bgp"]).status == 0)
+        let up = try run.lab(["up", "--nodes", "2", "--routing", "bgp"])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try run.apply(
             """
             apiVersion: projectcalico.org/v3
@@ -209,8 +214,10 @@ struct LabBGPTests {
     /// other over routes that came through node-1.
     @Test func routeReflector() throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "3", "--routing", "bgp"]).status == 0)
+        let up = try run.lab(["up", "--nodes", "3", "--routing", "bgp"])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try run.apply(
             """
             apiVersion: projectcalico.org/v3

@@ -136,8 +136,9 @@ struct LabEndToEndTests {
     @Test(arguments: [("nftables", "embedded"), ("nftables", "etcd"), ("iptables", "embedded")])
     func kubernetesCasesAcrossTwoNodes(dataplane: String, datastore: String) throws {
         let run = LabRun(datastore: datastore)
-        defer { _ = try? run.lab(["down"]) }
         let up = try run.lab(["up", "--nodes", "2", "--datastore", datastore, "--dataplane", dataplane])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
         try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try run.apply(Self.namespaces())
         var index = 0
@@ -238,8 +239,10 @@ struct LabEndToEndTests {
     @Test(arguments: ["nftables", "iptables"])
     func killedAgentsRestartWithoutDisturbingTraffic(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "2", "--dataplane", dataplane]).status == 0)
+        let up = try run.lab(["up", "--nodes", "2", "--dataplane", dataplane])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         let client = try run.lab(["pod", "add", "x/a", "--node", "1", "--labels", "pod=a", "--serve", "80/tcp"])
         let server = try run.lab(["pod", "add", "x/b", "--node", "2", "--labels", "pod=b", "--serve", "80/tcp"])
         try #require(client.status == 0 && server.status == 0)
@@ -324,8 +327,10 @@ struct LabEndToEndTests {
     @Test(arguments: ["nftables", "iptables"])
     func natOutgoingMasqueradesTrafficLeavingThePools(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
-        defer { _ = try? run.lab(["down"]) }
-        try #require(try run.lab(["up", "--nodes", "1", "--dataplane", dataplane]).status == 0)
+        let up = try run.lab(["up", "--nodes", "1", "--dataplane", dataplane])
+        // Only a lab this test started comes down: a refused `up` means another lab is running.
+        defer { if up.status == 0 { _ = try? run.lab(["down"]) } }
+        try #require(up.status == 0, "lab up: \(up.stdout) \(up.stderr)")
         try #require(try run.lab(["pod", "add", "x/a", "--node", "1", "--serve", "80/tcp"]).status == 0)
         // A server outside the cluster (on the underlay) that answers with the address it sees.
         let server = try ChildProcess.spawn(
