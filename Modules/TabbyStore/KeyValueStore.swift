@@ -155,3 +155,21 @@ public protocol KeyValueStore: Sendable {
     /// Releases connections and files. Idempotent.
     func close() async
 }
+
+extension KeyValueStore {
+    /// The single-key writes as one-write commits, for stores whose commit is the primitive.
+    @discardableResult
+    public func create(_ key: String, value: Data) async throws(StoreError) -> KeyValue {
+        try await commit([.create(key: key, value: value)])[0]
+    }
+
+    @discardableResult
+    public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
+        try await commit([.update(key: key, value: value, expectedRevision: expectedRevision)])[0]
+    }
+
+    @discardableResult
+    public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
+        try await commit([.delete(key: key, expectedRevision: expectedRevision)])[0]
+    }
+}

@@ -32,21 +32,6 @@ public final class InMemoryStore: KeyValueStore {
     }
 
     @discardableResult
-    public func create(_ key: String, value: Data) async throws(StoreError) -> KeyValue {
-        try await commit([.create(key: key, value: value)])[0]
-    }
-
-    @discardableResult
-    public func update(_ key: String, value: Data, expectedRevision: Revision) async throws(StoreError) -> KeyValue {
-        try await commit([.update(key: key, value: value, expectedRevision: expectedRevision)])[0]
-    }
-
-    @discardableResult
-    public func delete(_ key: String, expectedRevision: Revision?) async throws(StoreError) -> KeyValue {
-        try await commit([.delete(key: key, expectedRevision: expectedRevision)])[0]
-    }
-
-    @discardableResult
     public func commit(_ writes: [StoreWrite]) async throws(StoreError) -> [KeyValue] {
         try StoreWrite.checkDistinct(writes, store: name)
         return try state.withLock { (state) throws(StoreError) -> [KeyValue] in
