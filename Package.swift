@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "TabbyPolicy", targets: ["TabbyPolicy"]),
         .library(name: "TabbyDataplane", targets: ["TabbyDataplane"]),
         .library(name: "TabbyNftables", targets: ["TabbyNftables"]),
+        .library(name: "TabbyEBPF", targets: ["TabbyEBPF"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
@@ -24,8 +25,9 @@ let package = Package(
     // Dataplane backends are chosen at build time; among those compiled in, `tabbyd --dataplane`
     // picks one at run time. `swift build --traits NFTables` builds with nftables only.
     traits: [
-        .default(enabledTraits: ["NFTables"]),
+        .default(enabledTraits: ["NFTables", "EBPF"]),
         .trait(name: "NFTables", description: "the nftables backend (libnftnl, libmnl)"),
+        .trait(name: "EBPF", description: "the eBPF backend (tc programs built by the BPFCompiler plugin, libbpf)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -67,6 +69,24 @@ let package = Package(
             name: "TabbyNftables",
             dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "CMNL", "CNFTNL"],
             path: "Modules/TabbyNftables"
+        ),
+        // The eBPF backend: tc programs (bpf/*.bpf.c, compiled and embedded by the BPFCompiler plugin),
+        // loaded, pinned and attached through libbpf.
+        .target(
+            name: "TabbyEBPF",
+            dependencies: ["TabbyCore", "TabbyNetlink", "CBPF"],
+            path: "Modules/TabbyEBPF",
+            exclude: ["bpf"],
+            plugins: ["BPFCompiler"]
+        ),
+        // clang -target bpf over a target's bpf/*.bpf.c, each object embedded as a generated Swift source.
+        .plugin(name: "BPFCompiler", capability: .buildTool(), path: "Plugins/BPFCompiler"),
+        // libbpf 1.1 (objects, maps, tc clsact, BPF_PROG_TEST_RUN).
+        .systemLibrary(
+            name: "CBPF",
+            path: "Modules/CBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
         ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
         .target(
@@ -233,6 +253,20 @@ let package = Package(
             name: "NftablesKernelTests",
             dependencies: ["TabbyNftables"],
             path: "IntegrationTests/NftablesKernelTests"
+        ),
+        // Unprivileged: the eBPF maps' byte layouts and port-range prefixes.
+        .testTarget(
+            name: "TabbyEBPFTests",
+            dependencies: [.target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore"],
+            path: "Tests/TabbyEBPFTests"
+        ),
+        // The tc program on crafted packets (BPF_PROG_TEST_RUN) and attached in fresh namespaces (root).
+        .testTarget(
+            name: "EBPFKernelTests",
+            dependencies: [
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyNetlink",
+            ],
+            path: "IntegrationTests/EBPFKernelTests"
         ),
         // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
         .testTarget(
