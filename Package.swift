@@ -74,7 +74,7 @@ let package = Package(
         // loaded, pinned and attached through libbpf.
         .target(
             name: "TabbyEBPF",
-            dependencies: ["TabbyCore", "TabbyNetlink", "CBPF"],
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyNetlink", "CBPF"],
             path: "Modules/TabbyEBPF",
             exclude: ["bpf"],
             plugins: ["BPFCompiler"]
@@ -257,7 +257,7 @@ let package = Package(
         // Unprivileged: the eBPF maps' byte layouts and port-range prefixes.
         .testTarget(
             name: "TabbyEBPFTests",
-            dependencies: [.target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore"],
+            dependencies: [.target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyPolicy"],
             path: "Tests/TabbyEBPFTests"
         ),
         // The tc program on crafted packets (BPF_PROG_TEST_RUN) and attached in fresh namespaces (root).
@@ -265,6 +265,7 @@ let package = Package(
             name: "EBPFKernelTests",
             dependencies: [
                 .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyNetlink",
+                "TabbyPolicy",
             ],
             path: "IntegrationTests/EBPFKernelTests"
         ),

@@ -68,8 +68,8 @@ public final class TCProgram: Sendable {
     /// A class id meaning "every other combination" in `setVerdict`: the program's default.
     public static let anyClass: UInt32 = 0xffff_ffff
 
-    public struct Verdict: Equatable, Sendable {
-        public enum Action: UInt32, Sendable {
+    public struct Verdict: Hashable, Sendable, CustomStringConvertible {
+        public enum Action: UInt32, Hashable, Sendable {
             case allow = 1
             case deny = 2
         }
@@ -81,6 +81,8 @@ public final class TCProgram: Sendable {
             self.action = action
             self.rule = rule
         }
+
+        public var description: String { "\(action == .allow ? "allow" : "deny") (rule 0x\(String(rule, radix: 16)))" }
     }
 
     /// Maps `protocol` (nil: every protocol) and the destination ports in `ports` (nil: every port;
@@ -280,4 +282,39 @@ private func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
 
 private func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     UInt32(bigEndian: readNative(bytes, offset))
+}
+
+extension TCProgram {
+    /// Writes policy program `program`'s tables. Write a new id's tables before an endpoint entry
+    /// points at it, and remove the old id's after: no packet meets a half-written program.
+    public func writePolicy(_ tables: PolicyTables, program: UInt32) throws {
+        for entry in tables.ports {
+            try setPortClass(
+                program: program, protocol: entry.protocolNumber, ports: entry.ports, portClass: entry.portClass)
+        }
+        for entry in tables.addresses {
+            try setAddressClass(program: program, cidr: entry.cidr, addressClass: entry.addressClass)
+        }
+        for entry in tables.verdicts {
+            try setVerdict(
+                program: program, portClass: entry.portClass, addressClass: entry.addressClass, entry.verdict)
+        }
+        try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, tables.defaultVerdict)
+    }
+
+    /// Deletes what `writePolicy(tables, program:)` wrote. Entries already gone are not an error.
+    public func removePolicy(_ tables: PolicyTables, program: UInt32) throws {
+        try verdicts.delete(key: native(program) + native(Self.anyClass) + native(Self.anyClass))
+        for entry in tables.verdicts {
+            try verdicts.delete(key: native(program) + native(entry.portClass) + native(entry.addressClass))
+        }
+        for entry in tables.addresses {
+            try addresses.delete(key: try Self.addressKey(program: program, cidr: entry.cidr))
+        }
+        for entry in tables.ports {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                try ports.delete(key: key)
+            }
+        }
+    }
 }
