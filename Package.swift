@@ -74,7 +74,7 @@ let package = Package(
         // loaded, pinned and attached through libbpf.
         .target(
             name: "TabbyEBPF",
-            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyNetlink", "CBPF"],
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "CBPF"],
             path: "Modules/TabbyEBPF",
             exclude: ["bpf"],
             plugins: ["BPFCompiler"]
@@ -272,7 +272,10 @@ let package = Package(
         // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
         .testTarget(
             name: "DataplaneConformanceTests",
-            dependencies: ["TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyPolicy", "TabbyCore"],
+            dependencies: [
+                "TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyPolicy", "TabbyCore",
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])),
+            ],
             path: "IntegrationTests/DataplaneConformanceTests"
         ),
         .testTarget(

@@ -318,3 +318,87 @@ extension TCProgram {
         }
     }
 }
+
+extension TCProgram {
+    /// One key and value of a policy program's tables, in the map it belongs to.
+    public struct PolicyEntry: Hashable, Sendable {
+        public var map: String
+        public var key: [UInt8]
+        public var value: [UInt8]
+    }
+
+    /// Exactly what `writePolicy(tables, program:)` writes.
+    public func policyEntries(_ tables: PolicyTables, program: UInt32) throws -> Set<PolicyEntry> {
+        var entries = Set<PolicyEntry>()
+        for entry in tables.ports {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                entries.insert(.init(map: ports.name, key: key, value: native(entry.portClass)))
+            }
+        }
+        for entry in tables.addresses {
+            entries.insert(
+                .init(
+                    map: addresses.name, key: try Self.addressKey(program: program, cidr: entry.cidr),
+                    value: native(entry.addressClass)))
+        }
+        for entry in tables.verdicts + [
+            .init(portClass: Self.anyClass, addressClass: Self.anyClass, verdict: tables.defaultVerdict)
+        ] {
+            entries.insert(
+                .init(
+                    map: verdicts.name, key: native(program) + native(entry.portClass) + native(entry.addressClass),
+                    value: native(entry.verdict.action.rawValue) + native(entry.verdict.rule)))
+        }
+        return entries
+    }
+
+    /// Every entry of policy program `program` in the maps (to compare with `policyEntries`).
+    public func readPolicy(_ program: UInt32) throws -> Set<PolicyEntry> {
+        var entries = Set<PolicyEntry>()
+        for (map, matches) in policyMaps(program) {
+            for key in try map.keys() where matches(key) {
+                if let value = try map.lookup(key: key) { entries.insert(.init(map: map.name, key: key, value: value)) }
+            }
+        }
+        return entries
+    }
+
+    /// Deletes every entry of policy program `program`, whatever wrote it.
+    public func removePolicy(program: UInt32) throws {
+        for (map, matches) in policyMaps(program) {
+            for key in try map.keys() where matches(key) { try map.delete(key: key) }
+        }
+    }
+
+    /// The ids of every policy program with entries in the maps.
+    public func policyProgramIDs() throws -> Set<UInt32> {
+        var ids = Set<UInt32>()
+        for key in try ports.keys() + addresses.keys() { ids.insert(UInt32(bigEndian: load(key, 4))) }
+        for key in try verdicts.keys() { ids.insert(load(key, 0)) }
+        return ids
+    }
+
+    /// The endpoint entries, by ifindex.
+    public func endpointEntries() throws -> [Int32: Endpoint] {
+        var result: [Int32: Endpoint] = [:]
+        for key in try endpoints.keys() {
+            guard let value = try endpoints.lookup(key: key) else { continue }
+            result[Int32(bitPattern: load(key, 0))] = Endpoint(
+                ingressProgram: load(value, 0), egressProgram: load(value, 4), isHost: load(value, 8) & 1 != 0)
+        }
+        return result
+    }
+
+    private func policyMaps(_ program: UInt32) -> [(BPFMap, ([UInt8]) -> Bool)] {
+        let bigID = big(program)
+        let nativeID = native(program)
+        return [
+            (ports, { Array($0[4..<8]) == bigID }), (addresses, { Array($0[4..<8]) == bigID }),
+            (verdicts, { Array($0[0..<4]) == nativeID }),
+        ]
+    }
+}
+
+private func load(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+}
