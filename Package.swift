@@ -176,6 +176,7 @@ let package = Package(
             dependencies: [
                 "TabbyAgent", "TabbyCore", "TabbyStore", "TabbyDataplane", "TabbyNetlink",
                 .target(name: "TabbyNftables", condition: .when(traits: ["NFTables"])),
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])),
                 "TabbyCommands",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -128,12 +128,15 @@ public final class EBPFDataplane: Dataplane {
 
         // Fail closed first: every workload interface gets the program, known or not.
         for link in links where state.attached[link.index] != link.name || adopt {
+            // Re-attaching replaces Tabby's filter in place (the new load's program); only an
+            // interface that had none is news.
+            let had = try TrafficControl.attachedProgramID(on: link.name, hook: .ingress, namespace: namespacePath)
             for hook in TrafficControl.Hook.allCases {
                 try TrafficControl.attach(
                     hook == .ingress ? program.ingress : program.egress, to: link.name, hook: hook,
                     namespace: namespacePath)
             }
-            if state.attached[link.index] != link.name { report.append("attached to \(link.name)") }
+            if had == nil { report.append("attached to \(link.name)") }
             state.attached[link.index] = link.name
         }
         for (index, name) in state.attached where byName[name] != index { state.attached[index] = nil }
@@ -147,11 +150,19 @@ public final class EBPFDataplane: Dataplane {
             if let bound = state.bindings[endpoint.endpoint], bound.ifindex == ifindex,
                 bound.ingressTables == ingress, bound.egressTables == egress
             {
-                wanted[endpoint.endpoint] = bound
-                continue
+                // Unchanged since the last apply; reconcile also checks the kernel still has it.
+                let intact =
+                    try !adopt
+                    || (existing[ifindex] == .init(ingressProgram: bound.ingress, egressProgram: bound.egress)
+                        && program.readPolicy(bound.ingress) == program.policyEntries(ingress, program: bound.ingress)
+                        && program.readPolicy(bound.egress) == program.policyEntries(egress, program: bound.egress))
+                if intact {
+                    wanted[endpoint.endpoint] = bound
+                    continue
+                }
             }
             // After a restart: the entry the previous run left, if its tables are what we would write.
-            if let entry = existing[ifindex],
+            if state.bindings[endpoint.endpoint] == nil, let entry = existing[ifindex],
                 try program.readPolicy(entry.ingressProgram)
                     == program.policyEntries(ingress, program: entry.ingressProgram),
                 try program.readPolicy(entry.egressProgram)

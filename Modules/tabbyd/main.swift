@@ -13,6 +13,9 @@ import TabbyNetlink
 #if NFTables
     import TabbyNftables
 #endif
+#if EBPF
+    import TabbyEBPF
+#endif
 
 /// The dataplanes compiled into this build (package traits), by `--dataplane` name.
 enum Dataplanes {
@@ -21,14 +24,23 @@ enum Dataplanes {
         #if NFTables
             names.append("nftables")
         #endif
+        #if EBPF
+            names.append("ebpf")
+        #endif
         return names
     }
 
-    static func make(_ name: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
+    static func make(_ name: String, node: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
         switch name {
         #if NFTables
             case "nftables":
                 return NftablesDataplane(committer: try NftNetlinkCommitter(), configuration: configuration)
+        #endif
+        #if EBPF
+            case "ebpf":
+                // Pinned per node, so a restarted agent reuses its maps (conntrack, policy tables).
+                return try EBPFDataplane(
+                    pinRoot: "/sys/fs/bpf/tabby/\(node)", namespacePath: nil, configuration: configuration)
         #endif
         default:
             throw ValidationError(
@@ -112,7 +124,8 @@ struct Tabbyd: AsyncParsableCommand {
             housekeepingInterval: .seconds(housekeepingSeconds))
         let agent = try Agent(
             configuration: configuration,
-            dataplane: try Dataplanes.make(dataplane, configuration: settings.dataplane), metrics: metrics,
+            dataplane: try Dataplanes.make(dataplane, node: nodeName, configuration: settings.dataplane),
+            metrics: metrics,
             logger: logger, settings: settings, store: store)
         var services: [any Service] = [AgentService(agent: agent)]
         let health = healthPort ?? (settings.healthEnabled ? settings.healthPort : 0)
