@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "TabbyDataplane", targets: ["TabbyDataplane"]),
         .library(name: "TabbyNftables", targets: ["TabbyNftables"]),
         .library(name: "TabbyIptables", targets: ["TabbyIptables"]),
+        .library(name: "TabbyEBPF", targets: ["TabbyEBPF"]),
         // Executables sharing one engine.
         .executable(name: "tabbyctl", targets: ["tabbyctl"]),
         .executable(name: "tabby", targets: ["tabby"]),
@@ -25,9 +26,10 @@ let package = Package(
     // Dataplane backends are chosen at build time; among those compiled in, `tabbyd --dataplane`
     // picks one at run time. `swift build --traits NFTables` builds with nftables only.
     traits: [
-        .default(enabledTraits: ["NFTables", "IPTables"]),
+        .default(enabledTraits: ["NFTables", "IPTables", "EBPF"]),
         .trait(name: "NFTables", description: "the nftables backend (libnftnl, libmnl)"),
         .trait(name: "IPTables", description: "the iptables backend (iptables-restore, ipset; nft or legacy)"),
+        .trait(name: "EBPF", description: "the eBPF backend (tc programs built by the BPFCompiler plugin, libbpf)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -75,6 +77,24 @@ let package = Package(
             name: "TabbyIptables",
             dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane"],
             path: "Modules/TabbyIptables"
+        ),
+        // The eBPF backend: tc programs (bpf/*.bpf.c, compiled and embedded by the BPFCompiler plugin),
+        // loaded, pinned and attached through libbpf.
+        .target(
+            name: "TabbyEBPF",
+            dependencies: ["TabbyCore", "TabbyPolicy", "TabbyDataplane", "TabbyNetlink", "CBPF"],
+            path: "Modules/TabbyEBPF",
+            exclude: ["bpf"],
+            plugins: ["BPFCompiler"]
+        ),
+        // clang -target bpf over a target's bpf/*.bpf.c, each object embedded as a generated Swift source.
+        .plugin(name: "BPFCompiler", capability: .buildTool(), path: "Plugins/BPFCompiler"),
+        // libbpf 1.1 (objects, maps, tc clsact, BPF_PROG_TEST_RUN).
+        .systemLibrary(
+            name: "CBPF",
+            path: "Modules/CBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
         ),
         // The revisioned datastore API, its SQLite and etcd backends, and the typed resource client.
         .target(
@@ -168,6 +188,7 @@ let package = Package(
                 "TabbyAgent", "TabbyCore", "TabbyStore", "TabbyDataplane", "TabbyNetlink",
                 .target(name: "TabbyNftables", condition: .when(traits: ["NFTables"])),
                 .target(name: "TabbyIptables", condition: .when(traits: ["IPTables"])),
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])),
                 "TabbyCommands",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -255,13 +276,28 @@ let package = Package(
             dependencies: ["TabbyNftables"],
             path: "IntegrationTests/NftablesKernelTests"
         ),
+        // Unprivileged: the eBPF maps' byte layouts and port-range prefixes.
+        .testTarget(
+            name: "TabbyEBPFTests",
+            dependencies: [.target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyPolicy"],
+            path: "Tests/TabbyEBPFTests"
+        ),
+        // The tc program on crafted packets (BPF_PROG_TEST_RUN) and attached in fresh namespaces (root).
+        .testTarget(
+            name: "EBPFKernelTests",
+            dependencies: [
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyNetlink",
+                "TabbyPolicy",
+            ],
+            path: "IntegrationTests/EBPFKernelTests"
+        ),
         // Every compiled-in dataplane against the conformance kit (root: namespaces, nftables).
         .testTarget(
             name: "DataplaneConformanceTests",
             dependencies: [
                 "TabbyDataplaneConformance", "TabbyDataplane", "TabbyNftables", "TabbyIptables", "TabbyPolicy",
-                "TabbyCore",
-                "TabbyNetlink",
+                "TabbyCore", "TabbyNetlink",
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])),
             ],
             path: "IntegrationTests/DataplaneConformanceTests"
         ),

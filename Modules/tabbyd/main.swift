@@ -16,6 +16,9 @@ import TabbyNetlink
 #if IPTables
     import TabbyIptables
 #endif
+#if EBPF
+    import TabbyEBPF
+#endif
 
 /// The dataplanes compiled into this build (package traits), by `--dataplane` name.
 enum Dataplanes {
@@ -27,10 +30,13 @@ enum Dataplanes {
         #if IPTables
             names.append("iptables")
         #endif
+        #if EBPF
+            names.append("ebpf")
+        #endif
         return names
     }
 
-    static func make(_ name: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
+    static func make(_ name: String, node: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
         switch name {
         #if NFTables
             case "nftables":
@@ -40,6 +46,12 @@ enum Dataplanes {
             case "iptables":
                 // The host's flavour (`iptables -V`), or TABBY_IPTABLES_BACKEND=nft|legacy.
                 return try IptablesDataplane(configuration: configuration)
+        #endif
+        #if EBPF
+            case "ebpf":
+                // Pinned per node, so a restarted agent reuses its maps (conntrack, policy tables).
+                return try EBPFDataplane(
+                    pinRoot: "/sys/fs/bpf/tabby/\(node)", namespacePath: nil, configuration: configuration)
         #endif
         default:
             throw ValidationError(
@@ -136,7 +148,8 @@ struct Tabbyd: AsyncParsableCommand {
         if routing == "bgp" { configuration.routing = .bgp(BIRDOptions(runDirectory: birdRunDir)) }
         let agent = try Agent(
             configuration: configuration,
-            dataplane: try Dataplanes.make(dataplane, configuration: settings.dataplane), metrics: metrics,
+            dataplane: try Dataplanes.make(dataplane, node: nodeName, configuration: settings.dataplane),
+            metrics: metrics,
             logger: logger, settings: settings, store: store)
         var services: [any Service] = [AgentService(agent: agent)]
         let health = healthPort ?? (settings.healthEnabled ? settings.healthPort : 0)

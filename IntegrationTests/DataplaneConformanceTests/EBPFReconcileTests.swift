@@ -1,0 +1,63 @@
+#if EBPF
+    import Foundation
+    import Glibc
+    import TabbyCore
+    import TabbyDataplane
+    import TabbyDataplaneConformance
+    import TabbyEBPF
+    import TabbyNetlink
+    import TabbyPolicy
+    import Testing
+
+    /// A restarted agent's eBPF dataplane adopts the pinned tables it finds, repairs what was changed
+    /// behind its back, and sweeps what no endpoint uses.
+    @Suite(
+        "eBPF reconcile and sweep",
+        .enabled(
+            if: geteuid() == 0,
+            "creates network namespaces and loads BPF programs: needs CAP_NET_ADMIN and CAP_BPF (root)"),
+        .serialized)
+    struct EBPFReconcileTests {
+        @Test func aRestartedDataplaneAdoptsRepairsAndSweeps() throws {
+            let pinRoot = "/sys/fs/bpf/tabby-test-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            defer { BPFObject.removePins(at: pinRoot) }
+            let kit = try ConformanceKit { node in try EBPFDataplane(pinRoot: pinRoot, namespacePath: node) }
+            defer { kit.tearDown() }
+            let (name, manifest) = ConformanceKit.kubernetesCases[0]
+            try kit.load(manifest)
+            #expect(try kit.check(kit.grid(), context: name).isEmpty)
+
+            // The agent restarts: a new load against the same pins finds everything as it wants it.
+            let restarted = try EBPFDataplane(pinRoot: pinRoot, namespacePath: kit.lab.nodePath)
+            #expect(try restarted.reconcile(kit.engine.ir) == [])
+            #expect(try kit.check(kit.grid(), context: "\(name), after the restart").isEmpty)
+
+            // Someone deletes x/a's endpoint entry: its traffic drops (fail closed) until reconcile.
+            let pod = kit.lab.pod("x", "a")!
+            let ifindex = try restarted.program.endpointEntries().first { entry in
+                let index = try? NetworkNamespace.run(path: kit.lab.nodePath) { Int32(if_nametoindex(pod.interface)) }
+                return entry.key == index
+            }!.key
+            #expect(try restarted.program.removeEndpoint(ifindex: ifindex))
+            let repaired = try restarted.reconcile(kit.engine.ir)
+            #expect(repaired == ["programmed x/a on \(pod.interface)"], "\(repaired)")
+            #expect(try kit.check(kit.grid(), context: "\(name), after the repair").isEmpty)
+
+            // Tables of a policy program nobody uses are swept; the ones in use stay.
+            try restarted.program.allowAll(program: 0xdead)
+            #expect(try restarted.program.policyProgramIDs().contains(0xdead))
+            try restarted.sweep(keeping: kit.engine.ir)
+            let used = try restarted.program.endpointEntries().values.flatMap { [$0.ingressProgram, $0.egressProgram] }
+            #expect(try restarted.program.policyProgramIDs() == Set(used))
+            #expect(try kit.check(kit.grid(), context: "\(name), after the sweep").isEmpty)
+        }
+    }
+
+    extension TCProgram {
+        func allowAll(program: UInt32) throws {
+            try setPortClass(program: program, protocol: nil, ports: nil, portClass: 0)
+            try setAddressClass(program: program, cidr: CIDR("0.0.0.0/0")!, addressClass: 0)
+            try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, Verdict(.allow))
+        }
+    }
+#endif

@@ -1,0 +1,369 @@
+#if EBPF
+    import Foundation
+    import Glibc
+    import Testing
+    import TabbyCore
+    import TabbyEBPF
+    import TabbyNetlink
+
+    /// The tc program on crafted packets (BPF_PROG_TEST_RUN, the skb's device an interface of a
+    /// namespace the test made), and attached for real in such namespaces. Pins go under a per-test
+    /// `/sys/fs/bpf/tabby-test-<pid>-<random>`; nothing touches the root namespace's network.
+    @Suite(
+        .serialized,
+        .enabled(
+            if: geteuid() == 0,
+            "needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN: loads BPF programs, pins them, creates namespaces"))
+    struct EBPFKernelTests {
+        let pod = "10.65.0.2"
+
+        /// Program 1: ingress allows TCP 80 and TCP 8000-8080 from 10.0.1.0/24 (but not from 10.0.1.128/25, a
+        /// deny rule ahead of it), denies the rest; program 2: egress allows everything.
+        private func loadWithPolicy(_ fixture: EBPFFixture) throws -> (TCProgram, Int32) {
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let ifindex = try fixture.veth("tabw0", peer: "tabp0")
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 1, egressProgram: 2))
+            // Port classes: 1 = TCP 80 or 8000-8080, 0 = everything else.
+            try tc.setPortClass(program: 1, protocol: nil, ports: nil, portClass: 0)
+            try tc.setPortClass(program: 1, protocol: 6, ports: 80...80, portClass: 1)
+            try tc.setPortClass(program: 1, protocol: 6, ports: 8000...8080, portClass: 1)
+            // Address classes: 1 = 10.0.1.0/24 outside the /25, 2 = 10.0.1.128/25, 0 = everything else.
+            try tc.setAddressClass(program: 1, cidr: CIDR("0.0.0.0/0")!, addressClass: 0)
+            try tc.setAddressClass(program: 1, cidr: CIDR("10.0.1.0/24")!, addressClass: 1)
+            try tc.setAddressClass(program: 1, cidr: CIDR("10.0.1.128/25")!, addressClass: 2)
+            try tc.setVerdict(program: 1, portClass: 1, addressClass: 1, .init(.allow, rule: 11))
+            try tc.setVerdict(program: 1, portClass: 1, addressClass: 2, .init(.deny, rule: 10))
+            try tc.setVerdict(program: 1, portClass: TCProgram.anyClass, addressClass: TCProgram.anyClass, .init(.deny))
+            try tc.allowAll(program: 2)
+            return (tc, ifindex)
+        }
+
+        @Test func loadsAndPinsMapsAndPrograms() throws {
+            let fixture = try EBPFFixture("pins")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let pinned = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot).sorted()
+            #expect(
+                pinned == [
+                    "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
+                    "tabby_failsafe", "tabby_ports", "tabby_verdicts",
+                ])
+            let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
+            #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])
+            // bpftool sees the pinned program as a tc classifier with our name.
+            let shown = try run(["bpftool", "prog", "show", "pinned", fixture.pinRoot + "/programs/tabby_tc_ingress"])
+            #expect(shown.output.contains("sched_cls"))
+            #expect(shown.output.contains("name tabby_tc_ingress"))
+            #expect(try tc.ingress.id != tc.egress.id)
+        }
+
+        @Test func unknownInterfacesFailClosed() throws {
+            let fixture = try EBPFFixture("unknown")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let ifindex = try fixture.veth("tabw0", peer: "tabp0")
+            let other = try fixture.ifindex("tabp0")
+            try tc.setEndpoint(ifindex: other, .init(ingressProgram: 2, egressProgram: 2))
+            try tc.allowAll(program: 2)
+            let syn = Packet.tcp("10.0.1.5", 40000, pod, 80, .syn)
+            #expect(try fixture.test(tc.egress, syn, ifindex: ifindex) == tcActionShot)
+            #expect(try fixture.test(tc.ingress, Packet.arpRequest(), ifindex: ifindex) == tcActionShot)
+            #expect(try fixture.test(tc.egress, syn, ifindex: other) == tcActionOK)
+            let counters = try tc.counters()
+            #expect(counters[.unknownInterface] == 2)
+            #expect(counters[.policyAllow] == 1)
+            // An endpoint whose policy program has no tables drops too.
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 99, egressProgram: 99))
+            #expect(try fixture.test(tc.egress, syn, ifindex: ifindex) == tcActionShot)
+            #expect(try tc.counters()[.noProgram] == 1)
+        }
+
+        @Test func policyVerdictsComeFromTheMaps() throws {
+            let fixture = try EBPFFixture("policy")
+            defer { fixture.tearDown() }
+            let (tc, ifindex) = try loadWithPolicy(fixture)
+            // tc egress of the host-side veth = traffic to the workload = its ingress program (1).
+            let cases: [(String, UInt8, UInt16, UInt32)] = [
+                ("10.0.1.5", 6, 80, tcActionOK),
+                ("10.0.1.127", 6, 8080, tcActionOK),
+                ("10.0.1.5", 6, 8000, tcActionOK),
+                ("10.0.1.5", 6, 8081, tcActionShot),
+                ("10.0.1.5", 6, 7999, tcActionShot),
+                ("10.0.1.5", 6, 81, tcActionShot),
+                ("10.0.1.200", 6, 80, tcActionShot),  // the /25 deny ahead of the /24 allow
+                ("10.0.2.5", 6, 80, tcActionShot),
+                ("10.0.1.5", 17, 80, tcActionShot),  // UDP: port class 0
+            ]
+            for (index, (source, proto, port, expected)) in cases.enumerated() {
+                let sourcePort = UInt16(30000 + index)
+                let packet =
+                    proto == 6
+                    ? Packet.tcp(source, sourcePort, pod, port, .syn) : Packet.udp(source, sourcePort, pod, port)
+                #expect(
+                    try fixture.test(tc.egress, packet, ifindex: ifindex) == expected, "\(source) -> \(proto)/\(port)")
+            }
+            // The same packet leaving the workload (tc ingress) meets its egress program (2): allowed.
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp(pod, 30100, "10.0.2.5", 81, .syn), ifindex: ifindex)
+                    == tcActionOK)
+            let counters = try tc.counters()
+            #expect(counters[.policyAllow] == 4)
+            #expect(counters[.policyDeny] == 6)
+        }
+
+        @Test func repliesToAllowedFlowsPassUnsolicitedPacketsDoNot() throws {
+            let fixture = try EBPFFixture("reply")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let ifindex = try fixture.veth("tabw0", peer: "tabp0")
+            // Ingress: deny everything; egress: allow everything.
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 1, egressProgram: 2))
+            try tc.denyAll(program: 1)
+            try tc.allowAll(program: 2)
+            let server = "192.0.2.9"
+            // The workload opens a connection (tc ingress: its egress policy allows).
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp(pod, 40000, server, 443, .syn), ifindex: ifindex) == tcActionOK)
+            let entries = try tc.conntrackEntries()
+            #expect(entries.count == 1)
+            #expect(entries.first?.state == .tcpSynSent)
+            #expect(entries.first?.ifindex == ifindex)
+            // The reply comes back in through tc egress, where the ingress policy would deny it.
+            let synAck = Packet.tcp(server, 443, pod, 40000, [.syn, .ack])
+            #expect(try fixture.test(tc.egress, synAck, ifindex: ifindex) == tcActionOK)
+            #expect(try tc.conntrackEntries().first?.state == .tcpEstablished)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(server, 443, pod, 40000, .ack), ifindex: ifindex) == tcActionOK)
+            // Unsolicited: another port of the workload, the same port from another server, a new connection in.
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(server, 443, pod, 40001, .ack), ifindex: ifindex) == tcActionShot
+            )
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("192.0.2.10", 443, pod, 40000, .ack), ifindex: ifindex)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(server, 443, pod, 22, .syn), ifindex: ifindex) == tcActionShot)
+            // The flow's entry belongs to this interface: the same reply on another endpoint is unsolicited there.
+            let other = try fixture.ifindex("tabp0")
+            try tc.setEndpoint(ifindex: other, .init(ingressProgram: 1, egressProgram: 2))
+            #expect(try fixture.test(tc.egress, synAck, ifindex: other) == tcActionShot)
+            let counters = try tc.counters()
+            #expect(counters[.conntrackHit] == 2)
+            #expect(counters[.policyDeny] == 4)
+        }
+
+        @Test func establishedFlowsSkipPolicyNewConnectionsDoNot() throws {
+            let fixture = try EBPFFixture("established")
+            defer { fixture.tearDown() }
+            let (tc, ifindex) = try loadWithPolicy(fixture)
+            let client = "10.0.1.5"
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(client, 50000, pod, 80, .syn), ifindex: ifindex) == tcActionOK)
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp(pod, 80, client, 50000, [.syn, .ack]), ifindex: ifindex)
+                    == tcActionOK)
+            // The policy changes to deny: the established flow keeps going, a new connection is refused,
+            // and a SYN on the old tuple is a new connection too (it always gets policy).
+            try tc.setVerdict(program: 1, portClass: 1, addressClass: 1, .init(.deny, rule: 12))
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(client, 50000, pod, 80, .ack), ifindex: ifindex) == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(client, 50001, pod, 80, .syn), ifindex: ifindex) == tcActionShot)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(client, 50000, pod, 80, .syn), ifindex: ifindex) == tcActionShot)
+            // A FIN moves the entry to closing; packets still pass until it times out.
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(client, 50000, pod, 80, [.fin, .ack]), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(try tc.conntrackEntries().map(\.state) == [.tcpClosing])
+            let counters = try tc.counters()
+            #expect(counters[.conntrackHit] == 3)
+            #expect(counters[.policyAllow] == 1)
+            #expect(counters[.policyDeny] == 2)
+        }
+
+        @Test func udpAndICMPEchoAreTrackedAndExpire() throws {
+            let fixture = try EBPFFixture("udp")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let ifindex = try fixture.veth("tabw0", peer: "tabp0")
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 1, egressProgram: 2))
+            try tc.denyAll(program: 1)
+            try tc.allowAll(program: 2)
+            let dns = "192.0.2.53"
+            #expect(try fixture.test(tc.ingress, Packet.udp(pod, 33333, dns, 53), ifindex: ifindex) == tcActionOK)
+            #expect(try fixture.test(tc.egress, Packet.udp(dns, 53, pod, 33333), ifindex: ifindex) == tcActionOK)
+            #expect(try fixture.test(tc.egress, Packet.udp(dns, 53, pod, 33334), ifindex: ifindex) == tcActionShot)
+            // ICMP echo: the reply with the request's identifier passes, another identifier does not.
+            #expect(try fixture.test(tc.ingress, Packet.icmpEcho(pod, dns, id: 77), ifindex: ifindex) == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 77, reply: true), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 78, reply: true), ifindex: ifindex)
+                    == tcActionShot)
+            // Untracked ICMP (no "related" handling yet) always meets policy.
+            #expect(
+                try fixture.test(tc.egress, Packet.icmp(dns, pod, type: 3, code: 3), ifindex: ifindex) == tcActionShot)
+            #expect(Set(try tc.conntrackEntries().compactMap(\.state)) == [.udp, .icmp])
+            // With a 50 ms UDP timeout, the reply after 150 ms of silence is unsolicited.
+            try tc.setTimeouts(.init(udp: .milliseconds(50)))
+            usleep(150_000)
+            #expect(try fixture.test(tc.egress, Packet.udp(dns, 53, pod, 33333), ifindex: ifindex) == tcActionShot)
+            // ICMP's default 5 s has not passed: its entry is still live.
+            #expect(
+                try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 77, reply: true), ifindex: ifindex)
+                    == tcActionOK)
+        }
+
+        @Test func failsafePortsOpenOnlyOnHostEndpoints() throws {
+            let fixture = try EBPFFixture("failsafe")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let host = try fixture.veth("tabh0", peer: "tabw0")
+            let workload = try fixture.ifindex("tabw0")
+            try tc.setEndpoint(ifindex: host, .init(ingressProgram: 1, egressProgram: 1, isHost: true))
+            try tc.setEndpoint(ifindex: workload, .init(ingressProgram: 1, egressProgram: 1))
+            try tc.denyAll(program: 1)
+            try tc.setFailsafe(.inbound, protocol: 6, port: 22)
+            try tc.setFailsafe(.outbound, protocol: 17, port: 53)
+            let hostAddress = "10.0.0.1"
+            // Host endpoint, natural direction: tc ingress is traffic to the host.
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp("10.0.0.9", 41000, hostAddress, 22, .syn), ifindex: host)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp("10.0.0.9", 41001, hostAddress, 23, .syn), ifindex: host)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(tc.egress, Packet.udp(hostAddress, 41002, "10.0.0.53", 53), ifindex: host)
+                    == tcActionOK)
+            // Inbound 22 is not outbound 22, and UDP 53 inbound is not a failsafe.
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp(hostAddress, 41003, "10.0.0.9", 22, .syn), ifindex: host)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(tc.ingress, Packet.udp("10.0.0.9", 41004, hostAddress, 53), ifindex: host)
+                    == tcActionShot)
+            // The failsafe flow's reply passes by conntrack.
+            #expect(
+                try fixture.test(
+                    tc.egress, Packet.tcp(hostAddress, 22, "10.0.0.9", 41000, [.syn, .ack]), ifindex: host)
+                    == tcActionOK)
+            // A workload is not protected by failsafe ports.
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("10.0.0.9", 41005, pod, 22, .syn), ifindex: workload)
+                    == tcActionShot)
+            let counters = try tc.counters()
+            #expect(counters[.failsafe] == 2)
+            #expect(counters[.conntrackHit] == 1)
+        }
+
+        @Test func arpPassesOtherProtocolsAndMalformedPacketsDrop() throws {
+            let fixture = try EBPFFixture("l2")
+            defer { fixture.tearDown() }
+            let (tc, ifindex) = try loadWithPolicy(fixture)
+            #expect(try fixture.test(tc.ingress, Packet.arpRequest(), ifindex: ifindex) == tcActionOK)
+            #expect(try fixture.test(tc.ingress, Packet.ipv6(), ifindex: ifindex) == tcActionShot)
+            let truncated = Array(Packet.tcp(pod, 1, "10.0.1.5", 80, .syn).prefix(14 + 20 + 10))
+            #expect(try fixture.test(tc.ingress, truncated, ifindex: ifindex) == tcActionShot)
+            let counters = try tc.counters()
+            #expect(counters[.nonIP] == 1)
+            #expect(counters[.unsupported] == 1)
+            #expect(counters[.malformed] == 1)
+        }
+
+        @Test func aReloadReusesPinnedMapsSoFlowsSurvive() throws {
+            let fixture = try EBPFFixture("reload")
+            defer { fixture.tearDown() }
+            var (tc, ifindex) = try loadWithPolicy(fixture)
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp(pod, 45000, "192.0.2.1", 443, .syn), ifindex: ifindex)
+                    == tcActionOK)
+            let firstProgram = try tc.ingress.id
+            // The agent restarts: the old object is closed, a new one loads against the same pins.
+            tc = try TCProgram(pinRoot: fixture.pinRoot)
+            #expect(try tc.ingress.id != firstProgram)
+            #expect(try tc.conntrackEntries().count == 1)
+            // The policy tables came back too: the reply passes by conntrack, a new flow still meets policy 1.
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("192.0.2.1", 443, pod, 45000, [.syn, .ack]), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("10.0.1.5", 45001, pod, 80, .syn), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("10.0.1.5", 45002, pod, 81, .syn), ifindex: ifindex)
+                    == tcActionShot)
+            let counters = try tc.counters()
+            #expect(counters[.conntrackHit] == 1)
+            #expect(counters[.policyAllow] == 2)  // one before the reload, one after: the counters map is pinned
+        }
+
+        /// Real packets: a "pod" namespace behind a veth whose host side is in the node namespace, the
+        /// programs attached there through tc clsact, ping across it.
+        @Test func attachedProgramsPoliceRealTraffic() throws {
+            let fixture = try EBPFFixture("attach")
+            defer { fixture.tearDown() }
+            let podNamespace = try fixture.addNamespace("pod")
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            try fixture.ip("link add tabw0 type veth peer name eth0 netns \(podNamespace.name)")
+            try fixture.ip("addr add 10.65.0.1/24 dev tabw0")
+            try fixture.ip("link set tabw0 up")
+            try run(["ip", "-n", podNamespace.name, "addr", "add", "10.65.0.2/24", "dev", "eth0"])
+            try run(["ip", "-n", podNamespace.name, "link", "set", "eth0", "up"])
+            let ifindex = try fixture.ifindex("tabw0")
+            func ping() throws -> Bool {
+                try run(
+                    ["nsenter", "--net=\(podNamespace.path)", "ping", "-c", "1", "-W", "1", "10.65.0.1"], check: false
+                ).status == 0
+            }
+            #expect(try ping(), "no program attached yet")
+
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 1, egressProgram: 2))
+            try tc.denyAll(program: 1)
+            try tc.allowAll(program: 2)
+            for hook in TrafficControl.Hook.allCases {
+                try TrafficControl.attach(
+                    hook == .ingress ? tc.ingress : tc.egress, to: "tabw0", hook: hook, namespace: fixture.namespacePath
+                )
+            }
+            #expect(
+                try TrafficControl.attachedProgramID(on: "tabw0", hook: .ingress, namespace: fixture.namespacePath)
+                    == tc.ingress.id)
+            #expect(
+                try TrafficControl.attachedProgramID(on: "tabw0", hook: .egress, namespace: fixture.namespacePath)
+                    == tc.egress.id)
+            let filters = try run(["tc", "-n", fixture.namespace, "filter", "show", "dev", "tabw0", "ingress"]).output
+            // The kernel keeps 15 characters of a program's name.
+            #expect(filters.contains("pref 1 bpf chain 0 handle 0x7ab tabby_tc_ingres"))
+            #expect(filters.contains("direct-action"))
+
+            // Egress allowed, ingress denied: the pod's ping goes out and its reply returns by conntrack.
+            #expect(try ping())
+            #expect(try tc.counters()[.conntrackHit, default: 0] >= 1)
+            // The node pinging the pod is a new flow into it: its ingress program denies it.
+            let inbound = try run(
+                ["nsenter", "--net=\(fixture.namespacePath)", "ping", "-c", "1", "-W", "1", "10.65.0.2"], check: false)
+            #expect(inbound.status != 0)
+            // Egress denied too: nothing leaves the pod.
+            try tc.denyAll(program: 2)
+            #expect(try !ping())
+            // Fail closed: the interface's endpoint entry gone, even ARP stops.
+            try tc.allowAll(program: 2)
+            #expect(try ping())
+            try tc.removeEndpoint(ifindex: ifindex)
+            #expect(try !ping())
+
+            for hook in TrafficControl.Hook.allCases {
+                try TrafficControl.detach(from: "tabw0", hook: hook, namespace: fixture.namespacePath)
+                #expect(
+                    try TrafficControl.attachedProgramID(on: "tabw0", hook: hook, namespace: fixture.namespacePath)
+                        == nil)
+            }
+            #expect(try ping(), "detached: traffic flows again")
+            // Detaching twice is not an error.
+            try TrafficControl.detach(from: "tabw0", hook: .ingress, namespace: fixture.namespacePath)
+        }
+    }
+#endif

@@ -1,0 +1,520 @@
+import TabbyCore
+import TabbyPolicy
+
+/// One endpoint's policy in one direction, reduced to the tc program's three tables
+/// (docs/dataplanes.md, "eBPF"): destination protocol and port -> port class, peer address ->
+/// address class, (port class, address class) -> verdict. Whatever the number of rules, a packet
+/// costs those three lookups.
+public struct PolicyTables: Equatable, Sendable {
+    public struct PortEntry: Hashable, Sendable {
+        /// nil: every protocol not listed (the program's catch-all).
+        public var protocolNumber: UInt8?
+        /// nil: every port of the protocol not listed. ICMP: type << 8 | code.
+        public var ports: ClosedRange<UInt16>?
+        public var portClass: UInt32
+    }
+
+    public struct AddressEntry: Hashable, Sendable {
+        public var cidr: CIDR
+        public var addressClass: UInt32
+    }
+
+    public struct VerdictEntry: Hashable, Sendable {
+        public var portClass: UInt32
+        public var addressClass: UInt32
+        public var verdict: TCProgram.Verdict
+    }
+
+    public var ports: [PortEntry] = []
+    public var addresses: [AddressEntry] = []
+    /// Only the combinations whose verdict differs from `defaultVerdict`.
+    public var verdicts: [VerdictEntry] = []
+    /// The verdict of every combination not in `verdicts`.
+    public var defaultVerdict = TCProgram.Verdict(.deny, rule: PolicyTableCompiler.noProfileMatched)
+
+    /// What the tc program decides for a new flow, by the same lookups in Swift (longest prefix,
+    /// then the verdict or the default).
+    public func verdict(protocol proto: UInt8, port: UInt16, peer: IPv4Address) -> TCProgram.Verdict {
+        let portClass =
+            ports.filter { $0.protocolNumber == proto && $0.ports?.contains(port) == true }.first?.portClass
+            ?? ports.first { $0.protocolNumber == proto && $0.ports == nil }?.portClass
+            ?? ports.first { $0.protocolNumber == nil }?.portClass
+        let address = IPAddress.v4(peer)
+        let addressClass = addresses.filter { $0.cidr.contains(address) }
+            .max { $0.cidr.prefixLength < $1.cidr.prefixLength }?.addressClass
+        guard let portClass, let addressClass else { return TCProgram.Verdict(.deny, rule: 0) }
+        return verdicts.first { $0.portClass == portClass && $0.addressClass == addressClass }?.verdict
+            ?? defaultVerdict
+    }
+}
+
+/// Compiles an endpoint program of the IR into `PolicyTables`, with `PolicyEvaluator`'s semantics:
+/// tiers in order (first matching rule of a policy decides; Pass skips to the next tier; Log goes
+/// on), each tier's default when none decided, then the profiles, then deny.
+///
+/// The packet's fields are split into equivalence classes: every (protocol, port) segment and every
+/// peer CIDR region that the same rules match falls into one class. A rule's conditions on the
+/// endpoint's own address are decided here, once (the program belongs to one endpoint).
+/// Not yet expressible, and reported as `unsupported`: source-port matches of the peer (ingress) or
+/// of the endpoint (egress), named ports of the peer (egress `destination.ports` by name), and
+/// endpoints with several IPv4 addresses whose rules tell them apart.
+public enum PolicyTableCompiler {
+    /// Rule ids in verdicts: the index of the deciding rule in evaluation order + 1, or these.
+    public static let noProfileMatched: UInt32 = 0xffff_fffe
+    /// A tier's default action denied: this | tier index.
+    public static let tierDefaultDeny: UInt32 = 0x8000_0000
+
+    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        case unsupported(String)
+
+        public var description: String {
+            switch self {
+            case .unsupported(let what): return "the eBPF dataplane cannot express this yet: \(what)"
+            }
+        }
+    }
+
+    /// A rule in evaluation order, with what decides it.
+    struct FlatRule {
+        var rule: CompiledRule
+        /// Index into the program's tiers, or nil for a profile rule.
+        var tier: Int?
+        /// For profile rules: which profile (Pass ends that profile).
+        var profile: Int?
+        var name: String
+    }
+
+    /// How a rule's match depends on the packet.
+    struct Condition {
+        var portTrivial: Bool
+        var addressTrivial: Bool
+    }
+
+    public static func compile(
+        _ program: EndpointProgram, direction: Direction, in ir: PolicyIR, maxCombinations: Int = 4_000_000
+    ) throws(Error) -> PolicyTables {
+        var compiler = Compiler(ir: ir, program: program, direction: direction)
+        return try compiler.run(maxCombinations: maxCombinations)
+    }
+}
+
+/// An IPv4 prefix as plain integers (the compiler's hot loops).
+private struct Prefix4: Hashable {
+    var value: UInt32
+    var length: Int
+
+    init(_ value: UInt32, _ length: Int) {
+        self.length = length
+        self.value = length == 0 ? 0 : value & ~UInt32(0) << UInt32(32 - length)
+    }
+
+    init?(_ cidr: CIDR) {
+        guard case .v4(let address) = cidr.network else { return nil }
+        self.init(address.value, cidr.prefixLength)
+    }
+
+    var cidr: CIDR { CIDR(network: .v4(IPv4Address(value)), prefixLength: length) }
+}
+
+private struct Compiler {
+    let ir: PolicyIR
+    let program: EndpointProgram
+    let direction: Direction
+    var rules: [PolicyTableCompiler.FlatRule] = []
+    /// Rules that can match at all (the endpoint's own address conditions hold), by flat index.
+    var live: [Bool] = []
+    var conditions: [PolicyTableCompiler.Condition] = []
+    /// Per rule, its destination-port predicate folded with the endpoint's named ports (ingress).
+    var localNamedPorts: [Set<PortKey>] = []
+
+    struct PortKey: Hashable {
+        var protocolNumber: Int
+        var port: UInt16
+    }
+
+    init(ir: PolicyIR, program: EndpointProgram, direction: Direction) {
+        self.ir = ir
+        self.program = program
+        self.direction = direction
+    }
+
+    var peerSide: KeyPath<CompiledRule, CompiledEntityMatch> {
+        direction == .ingress ? \.source : \.destination
+    }
+    var localSide: KeyPath<CompiledRule, CompiledEntityMatch> {
+        direction == .ingress ? \.destination : \.source
+    }
+
+    mutating func run(maxCombinations: Int) throws(PolicyTableCompiler.Error) -> PolicyTables {
+        flatten()
+        try decideLocalConditions()
+        let (portEntries, portClasses) = portClassification()
+        let (addressEntries, addressClasses) = addressClassification()
+        var tables = PolicyTables(ports: portEntries, addresses: addressEntries)
+
+        // The default: the verdict when only rules indifferent to both dimensions match.
+        let always = rules.indices.filter { live[$0] && conditions[$0].portTrivial && conditions[$0].addressTrivial }
+        tables.defaultVerdict = decide(matched: always)
+
+        // Combinations that can differ from the default: some rule that cares about a dimension
+        // matches there.
+        var candidates = Set<Pair>()
+        let portTrivialRules = Set(rules.indices.filter { live[$0] && conditions[$0].portTrivial })
+        let addressTrivialRules = Set(rules.indices.filter { live[$0] && conditions[$0].addressTrivial })
+        var portClassesOfRule: [Int: [UInt32]] = [:]
+        var addressClassesOfRule: [Int: [UInt32]] = [:]
+        for (index, members) in portClasses.enumerated() {
+            for rule in members { portClassesOfRule[rule, default: []].append(UInt32(index)) }
+        }
+        for (index, members) in addressClasses.enumerated() {
+            for rule in members { addressClassesOfRule[rule, default: []].append(UInt32(index)) }
+        }
+        func add(_ pair: Pair) throws(PolicyTableCompiler.Error) {
+            candidates.insert(pair)
+            if candidates.count > maxCombinations {
+                throw .unsupported(
+                    "\(program.endpoint) \(direction): more than \(maxCombinations) port/address class combinations")
+            }
+        }
+        for rule in rules.indices where live[rule] {
+            let ports = portClassesOfRule[rule] ?? []
+            let addresses = addressClassesOfRule[rule] ?? []
+            if conditions[rule].portTrivial && !conditions[rule].addressTrivial {
+                for a in addresses { for p in 0..<portClasses.count { try add(Pair(port: UInt32(p), address: a)) } }
+            } else if conditions[rule].addressTrivial && !conditions[rule].portTrivial {
+                for p in ports { for a in 0..<addressClasses.count { try add(Pair(port: p, address: UInt32(a))) } }
+            } else if !conditions[rule].portTrivial {
+                for p in ports { for a in addresses { try add(Pair(port: p, address: a)) } }
+            }
+        }
+        for pair in candidates.sorted(by: { ($0.port, $0.address) < ($1.port, $1.address) }) {
+            var matched = always
+            for rule in portClasses[Int(pair.port)] where addressTrivialRules.contains(rule) { matched.append(rule) }
+            for rule in addressClasses[Int(pair.address)] where portTrivialRules.contains(rule) { matched.append(rule) }
+            let bothSides = Set(addressClasses[Int(pair.address)])
+            for rule in portClasses[Int(pair.port)] where bothSides.contains(rule) { matched.append(rule) }
+            let verdict = decide(matched: matched.sorted())
+            if verdict != tables.defaultVerdict {
+                tables.verdicts.append(.init(portClass: pair.port, addressClass: pair.address, verdict: verdict))
+            }
+        }
+        return tables
+    }
+
+    struct Pair: Hashable {
+        var port: UInt32
+        var address: UInt32
+    }
+
+    /// Tiers, their policies and rules, then the profiles: evaluation order.
+    mutating func flatten() {
+        for (tierIndex, tier) in program.tiers(direction).enumerated() {
+            for id in tier.policies {
+                guard let policy = ir.policies[id] else { continue }
+                for (index, rule) in policy.rules(direction).enumerated() {
+                    rules.append(.init(rule: rule, tier: tierIndex, profile: nil, name: "\(id) \(direction) \(index)"))
+                }
+            }
+        }
+        for (profileIndex, name) in program.profiles.enumerated() {
+            guard let profile = ir.profiles[name] else { continue }
+            for (index, rule) in profile.rules(direction).enumerated() {
+                rules.append(.init(rule: rule, tier: nil, profile: profileIndex, name: "\(name) \(direction) \(index)"))
+            }
+        }
+    }
+
+    /// Decides what depends only on the endpoint itself (its address, its named ports) and rejects
+    /// what the tables cannot express.
+    mutating func decideLocalConditions() throws(PolicyTableCompiler.Error) {
+        let locals = program.addresses.filter { $0.family == .v4 }
+        for flat in rules {
+            let rule = flat.rule
+            let local = rule[keyPath: localSide]
+            let peer = rule[keyPath: peerSide]
+            if direction == .egress && (local.hasPortMatch || local.hasNotPortMatch) {
+                throw .unsupported("\(flat.name): source ports of the endpoint")
+            }
+            if direction == .ingress && (peer.hasPortMatch || peer.hasNotPortMatch) {
+                throw .unsupported("\(flat.name): source ports of the peer")
+            }
+            if direction == .egress && !(peer.namedPortSets.isEmpty && peer.notNamedPortSets.isEmpty) {
+                throw .unsupported("\(flat.name): named ports of the destination")
+            }
+            var outcomes = Set<Bool>()
+            for address in locals { outcomes.insert(addressMatches(local, address)) }
+            if outcomes.count > 1 {
+                throw .unsupported("\(flat.name): rules that tell the endpoint's IPv4 addresses apart")
+            }
+            let versionOK = rule.ipVersion == nil || rule.ipVersion == 4
+            // An endpoint without IPv4 addresses gets no IPv4 traffic worth matching on its own address.
+            let localOK = outcomes.first ?? (local.nets.isEmpty && local.ipSets.isEmpty)
+            live.append(versionOK && localOK)
+            var named = Set<PortKey>()
+            if direction == .ingress, let address = locals.first {
+                for id in local.namedPortSets + local.notNamedPortSets {
+                    for member in ir.ipSets[id]?.members ?? [] {
+                        if case .addressPort(address, let proto, let port) = member {
+                            named.insert(PortKey(protocolNumber: proto, port: port))
+                        }
+                    }
+                }
+            }
+            localNamedPorts.append(named)
+            let portTrivial =
+                rule.protocolNumber == nil && rule.notProtocolNumber == nil && rule.icmp == nil
+                && rule.notICMP == nil && !(direction == .ingress ? local : peer).hasPortMatch
+                && !(direction == .ingress ? local : peer).hasNotPortMatch
+            let addressTrivial =
+                peer.nets.isEmpty && peer.notNets.isEmpty && peer.ipSets.isEmpty && peer.notIPSets.isEmpty
+            conditions.append(.init(portTrivial: portTrivial, addressTrivial: addressTrivial))
+        }
+    }
+
+    private func addressMatches(_ entity: CompiledEntityMatch, _ address: IPAddress) -> Bool {
+        if !entity.nets.isEmpty, !entity.nets.contains(where: { $0.contains(address) }) { return false }
+        if entity.notNets.contains(where: { $0.contains(address) }) { return false }
+        for id in entity.ipSets where !(ir.ipSets[id]?.contains(address) ?? false) { return false }
+        for id in entity.notIPSets where ir.ipSets[id]?.contains(address) ?? false { return false }
+        return true
+    }
+
+    // MARK: Ports
+
+    /// Whether rule `index`'s protocol and destination-port conditions hold for protocol `proto` and
+    /// the value the tc program puts in the port field (TCP/UDP port, ICMP type << 8 | code, else 0).
+    func portMatches(_ index: Int, proto: Int, value: UInt16) -> Bool {
+        let rule = rules[index].rule
+        if let wanted = rule.protocolNumber, wanted != proto { return false }
+        if let unwanted = rule.notProtocolNumber, unwanted == proto { return false }
+        let isICMP = proto == 1
+        func icmpMatches(_ icmp: ICMPMatch) -> Bool {
+            guard isICMP else { return false }
+            if let type = icmp.type, type != Int(value >> 8) { return false }
+            if let code = icmp.code, code != Int(value & 0xff) { return false }
+            return true
+        }
+        if let icmp = rule.icmp, !icmpMatches(icmp) { return false }
+        if let icmp = rule.notICMP, icmpMatches(icmp) { return false }
+        let entity = rule[keyPath: \.destination]
+        let port: UInt16? = proto == 6 || proto == 17 ? value : nil
+        let named = localNamedPorts[index]
+        if entity.hasPortMatch {
+            guard let port else { return false }
+            let numeric = entity.ports.contains { $0.contains(port) }
+            let byName =
+                !entity.namedPortSets.isEmpty && named.contains(PortKey(protocolNumber: proto, port: port))
+                && namedIn(entity.namedPortSets, proto: proto, port: port)
+            if !numeric && !byName { return false }
+        }
+        if entity.hasNotPortMatch, let port {
+            if entity.notPorts.contains(where: { $0.contains(port) }) { return false }
+            if named.contains(PortKey(protocolNumber: proto, port: port))
+                && namedIn(entity.notNamedPortSets, proto: proto, port: port)
+            {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Whether one of `sets` holds (the endpoint's address, proto, port).
+    private func namedIn(_ sets: [IPSetID], proto: Int, port: UInt16) -> Bool {
+        guard let address = program.addresses.first(where: { $0.family == .v4 }) else { return false }
+        return sets.contains { ir.ipSets[$0]?.contains(address, protocolNumber: proto, port: port) ?? false }
+    }
+
+    /// The port classes (each: the rules caring about ports that match there) and the LPM entries.
+    func portClassification() -> ([PolicyTables.PortEntry], [[Int]]) {
+        let caring = rules.indices.filter { live[$0] && !conditions[$0].portTrivial }
+        var protocols: Set<Int> = [1, 6, 17]
+        var boundaries: Set<Int> = [0, 65536]
+        var icmpBoundaries: Set<Int> = [0, 65536]
+        for index in caring {
+            let rule = rules[index].rule
+            if let proto = rule.protocolNumber { protocols.insert(proto) }
+            if let proto = rule.notProtocolNumber { protocols.insert(proto) }
+            for range in rule.destination.ports + rule.destination.notPorts {
+                boundaries.insert(Int(range.lower))
+                boundaries.insert(Int(range.upper) + 1)
+            }
+            for key in localNamedPorts[index] {
+                boundaries.insert(Int(key.port))
+                boundaries.insert(Int(key.port) + 1)
+            }
+            for icmp in [rule.icmp, rule.notICMP].compactMap({ $0 }) {
+                guard let type = icmp.type else { continue }
+                if let code = icmp.code {
+                    icmpBoundaries.insert(type << 8 | code)
+                    icmpBoundaries.insert((type << 8 | code) + 1)
+                } else {
+                    icmpBoundaries.insert(type << 8)
+                    icmpBoundaries.insert((type + 1) << 8)
+                }
+            }
+        }
+        protocols = protocols.filter { (0...255).contains($0) }
+        var classes: [[Int]] = []
+        var classOf: [[Int]: UInt32] = [:]
+        func classify(_ members: [Int]) -> UInt32 {
+            if let known = classOf[members] { return known }
+            let id = UInt32(classes.count)
+            classes.append(members)
+            classOf[members] = id
+            return id
+        }
+        var entries: [PolicyTables.PortEntry] = []
+        // Protocols no rule names: one class, the program's catch-all.
+        let other = (0...255).first { !protocols.contains($0) }!
+        entries.append(
+            .init(
+                protocolNumber: nil, ports: nil,
+                portClass: classify(caring.filter { portMatches($0, proto: other, value: 0) })))
+        for proto in protocols.sorted() {
+            let cuts = (proto == 1 ? icmpBoundaries : proto == 6 || proto == 17 ? boundaries : [0, 65536]).sorted()
+            // Rules for this protocol; those with port ranges can match only inside them, so a sweep
+            // over the segments keeps just the ranges covering each one.
+            let relevant = caring.filter {
+                rules[$0].rule.protocolNumber == nil || rules[$0].rule.protocolNumber == proto
+            }
+            let ranged = relevant.filter {
+                !rules[$0].rule.destination.ports.isEmpty && rules[$0].rule.destination.namedPortSets.isEmpty
+            }
+            let broad = relevant.filter {
+                rules[$0].rule.destination.ports.isEmpty || !rules[$0].rule.destination.namedPortSets.isEmpty
+            }
+            var starts: [Int: [Int]] = [:]
+            for index in ranged {
+                for range in rules[index].rule.destination.ports { starts[Int(range.lower), default: []].append(index) }
+            }
+            var active: [Int: Int] = [:]  // rule -> how many of its ranges cover the segment
+            var segments: [(ClosedRange<UInt16>, UInt32)] = []
+            for (low, next) in zip(cuts, cuts.dropFirst()) {
+                if proto == 6 || proto == 17 {
+                    for index in starts[low] ?? [] { active[index, default: 0] += 1 }
+                    for index in Array(active.keys) {
+                        let covering = rules[index].rule.destination.ports.filter { $0.contains(UInt16(low)) }.count
+                        if covering == 0 { active[index] = nil } else { active[index] = covering }
+                    }
+                }
+                let members = (broad + active.keys).sorted().filter {
+                    portMatches($0, proto: proto, value: UInt16(low))
+                }
+                segments.append((UInt16(low)...UInt16(next - 1), classify(members)))
+            }
+            // The class covering the most ports becomes the protocol's own entry; the rest are ranges.
+            var sizes: [UInt32: Int] = [:]
+            for (range, id) in segments { sizes[id, default: 0] += range.count }
+            let common = sizes.max { ($0.value, $1.key) < ($1.value, $0.key) }!.key
+            entries.append(.init(protocolNumber: UInt8(proto), ports: nil, portClass: common))
+            for (range, id) in segments where id != common {
+                entries.append(.init(protocolNumber: UInt8(proto), ports: range, portClass: id))
+            }
+        }
+        return (entries, classes)
+    }
+
+    // MARK: Addresses
+
+    /// The address classes (each: the rules caring about the peer's address that match there) and
+    /// the LPM entries: one per CIDR any rule names, its class being the rules whose conditions hold
+    /// for every address whose longest named prefix it is. A named CIDR holds all those addresses
+    /// exactly when it contains that prefix, so each prefix is evaluated through its named ancestors.
+    func addressClassification() -> ([PolicyTables.AddressEntry], [[Int]]) {
+        let caring = rules.indices.filter { live[$0] && !conditions[$0].addressTrivial }
+        var setPrefixes: [IPSetID: Set<Prefix4>] = [:]
+        for (id, set) in ir.ipSets {
+            setPrefixes[id] = Set(set.members.compactMap { if case .net(let net) = $0 { Prefix4(net) } else { nil } })
+        }
+        struct PeerMatch {
+            var nets: [Prefix4]
+            var notNets: [Prefix4]
+            var ipSets: [IPSetID]
+            var notIPSets: [IPSetID]
+            /// Whether the rule can hold with none of its prefixes containing the address.
+            var holdsWithoutHits: Bool
+        }
+        var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
+        var rulesReferencing: [Prefix4: [Int]] = [:]
+        var matches: [Int: PeerMatch] = [:]
+        var holdingWithoutHits: [Int] = []
+        for index in caring {
+            let entity = rules[index].rule[keyPath: peerSide]
+            let match = PeerMatch(
+                nets: entity.nets.compactMap(Prefix4.init), notNets: entity.notNets.compactMap(Prefix4.init),
+                ipSets: entity.ipSets, notIPSets: entity.notIPSets,
+                holdsWithoutHits: entity.nets.isEmpty && entity.ipSets.isEmpty)
+            matches[index] = match
+            if match.holdsWithoutHits { holdingWithoutHits.append(index) }
+            var referenced = Set(match.nets + match.notNets)
+            for id in match.ipSets + match.notIPSets { referenced.formUnion(setPrefixes[id] ?? []) }
+            for prefix in referenced { rulesReferencing[prefix, default: []].append(index) }
+            prefixes.formUnion(referenced)
+        }
+        var classes: [[Int]] = []
+        var classOf: [[Int]: UInt32] = [:]
+        var entries: [PolicyTables.AddressEntry] = []
+        for prefix in prefixes.sorted(by: { ($0.length, $0.value) < ($1.length, $1.value) }) {
+            let ancestors = Set((0...prefix.length).map { Prefix4(prefix.value, $0) }.filter(prefixes.contains))
+            var candidates = Set(holdingWithoutHits)
+            for ancestor in ancestors { candidates.formUnion(rulesReferencing[ancestor] ?? []) }
+            let members = candidates.sorted().filter { index in
+                let match = matches[index]!
+                func inSet(_ id: IPSetID) -> Bool { !(setPrefixes[id] ?? []).isDisjoint(with: ancestors) }
+                if !match.nets.isEmpty, !match.nets.contains(where: ancestors.contains) { return false }
+                if match.notNets.contains(where: ancestors.contains) { return false }
+                if !match.ipSets.allSatisfy(inSet) { return false }
+                if match.notIPSets.contains(where: inSet) { return false }
+                return true
+            }
+            let id: UInt32
+            if let known = classOf[members] {
+                id = known
+            } else {
+                id = UInt32(classes.count)
+                classes.append(members)
+                classOf[members] = id
+            }
+            entries.append(.init(cidr: prefix.cidr, addressClass: id))
+        }
+        return (entries, classes)
+    }
+
+    // MARK: Verdicts
+
+    /// The verdict when exactly the rules `matched` (flat indices, ascending) match.
+    func decide(matched: [Int]) -> TCProgram.Verdict {
+        var next = 0
+        for (tierIndex, tier) in program.tiers(direction).enumerated() {
+            var passed = false
+            while next < matched.count, rules[matched[next]].tier == tierIndex {
+                let index = matched[next]
+                next += 1
+                if passed { continue }
+                switch rules[index].rule.action {
+                case .allow: return .init(.allow, rule: UInt32(index + 1))
+                case .deny: return .init(.deny, rule: UInt32(index + 1))
+                case .pass: passed = true
+                case .log: continue
+                }
+            }
+            if !passed && tier.defaultAction == .deny {
+                return .init(.deny, rule: PolicyTableCompiler.tierDefaultDeny | UInt32(tierIndex))
+            }
+        }
+        var passedProfile: Int? = nil
+        while next < matched.count {
+            let index = matched[next]
+            next += 1
+            guard let profile = rules[index].profile else { continue }
+            if passedProfile == profile { continue }
+            switch rules[index].rule.action {
+            case .allow: return .init(.allow, rule: UInt32(index + 1))
+            case .deny: return .init(.deny, rule: UInt32(index + 1))
+            case .pass: passedProfile = profile
+            case .log: continue
+            }
+        }
+        return .init(.deny, rule: PolicyTableCompiler.noProfileMatched)
+    }
+}

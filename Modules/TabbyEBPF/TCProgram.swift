@@ -1,0 +1,404 @@
+import TabbyCore
+
+/// The tc program (`bpf/tabby_tc.bpf.c`) loaded once per node, with typed access to its maps.
+///
+/// The byte layouts here mirror the C structs; `TCProgramLayoutTests` pins them. Map names are
+/// the pin names under the pin root (`/sys/fs/bpf/tabby/<node>/` for the agent).
+public final class TCProgram: Sendable {
+    public let object: BPFObject
+    /// Attach at tc ingress (on a workload's veth: its egress policy).
+    public let ingress: BPFProgram
+    /// Attach at tc egress (on a workload's veth: its ingress policy).
+    public let egress: BPFProgram
+    let endpoints: BPFMap
+    let ports: BPFMap
+    let addresses: BPFMap
+    let verdicts: BPFMap
+    let failsafe: BPFMap
+    let conntrack: BPFMap
+    let config: BPFMap
+    let counterMap: BPFMap
+
+    /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`).
+    public init(pinRoot: String?) throws {
+        object = try BPFObject(elf: BPFObjectFiles.tabbyTc, name: "tabby_tc", pinRoot: pinRoot)
+        ingress = try object.program("tabby_tc_ingress")
+        egress = try object.program("tabby_tc_egress")
+        endpoints = try object.map("tabby_endpoints")
+        ports = try object.map("tabby_ports")
+        addresses = try object.map("tabby_addrs")
+        verdicts = try object.map("tabby_verdicts")
+        failsafe = try object.map("tabby_failsafe")
+        conntrack = try object.map("tabby_ct")
+        config = try object.map("tabby_config")
+        counterMap = try object.map("tabby_counters")
+    }
+
+    // MARK: Endpoints
+
+    /// What the program knows about an interface; an interface without an entry drops everything.
+    public struct Endpoint: Equatable, Sendable {
+        /// Policy program for traffic to the endpoint (0: none, which drops).
+        public var ingressProgram: UInt32
+        /// Policy program for traffic from the endpoint.
+        public var egressProgram: UInt32
+        /// A host endpoint: hooks keep their natural direction and failsafe ports apply.
+        public var isHost: Bool
+
+        public init(ingressProgram: UInt32, egressProgram: UInt32, isHost: Bool = false) {
+            self.ingressProgram = ingressProgram
+            self.egressProgram = egressProgram
+            self.isHost = isHost
+        }
+
+        var bytes: [UInt8] { native(ingressProgram) + native(egressProgram) + native(UInt32(isHost ? 1 : 0)) }
+    }
+
+    public func setEndpoint(ifindex: Int32, _ endpoint: Endpoint) throws {
+        try endpoints.update(key: native(UInt32(ifindex)), value: endpoint.bytes)
+    }
+
+    @discardableResult
+    public func removeEndpoint(ifindex: Int32) throws -> Bool {
+        try endpoints.delete(key: native(UInt32(ifindex)))
+    }
+
+    // MARK: Policy tables
+
+    /// A class id meaning "every other combination" in `setVerdict`: the program's default.
+    public static let anyClass: UInt32 = 0xffff_ffff
+
+    public struct Verdict: Hashable, Sendable, CustomStringConvertible {
+        public enum Action: UInt32, Hashable, Sendable {
+            case allow = 1
+            case deny = 2
+        }
+        public var action: Action
+        /// An id user space maps back to the tier, policy and rule that decided.
+        public var rule: UInt32
+
+        public init(_ action: Action, rule: UInt32 = 0) {
+            self.action = action
+            self.rule = rule
+        }
+
+        public var description: String { "\(action == .allow ? "allow" : "deny") (rule 0x\(String(rule, radix: 16)))" }
+    }
+
+    /// Maps `protocol` (nil: every protocol) and the destination ports in `ports` (nil: every port;
+    /// for ICMP the value is type << 8 | code) of policy program `program` to `portClass`. The most
+    /// specific entry wins, so a program's catch-all is `protocol: nil`.
+    public func setPortClass(program: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, portClass: UInt32) throws {
+        for key in Self.portKeys(program: program, protocol: `protocol`, ports: ports) {
+            try self.ports.update(key: key, value: native(portClass))
+        }
+    }
+
+    /// Maps the peer addresses in `cidr` (the source for ingress, the destination for egress) of
+    /// `program` to `addressClass`; longest prefix wins. `0.0.0.0/0` is the program's catch-all.
+    public func setAddressClass(program: UInt32, cidr: CIDR, addressClass: UInt32) throws {
+        try addresses.update(key: try Self.addressKey(program: program, cidr: cidr), value: native(addressClass))
+    }
+
+    /// The verdict of `program` for a packet in `portClass` and `addressClass` (both `anyClass`:
+    /// the default for combinations not listed).
+    public func setVerdict(program: UInt32, portClass: UInt32, addressClass: UInt32, _ verdict: Verdict) throws {
+        try verdicts.update(
+            key: native(program) + native(portClass) + native(addressClass),
+            value: native(verdict.action.rawValue) + native(verdict.rule))
+    }
+
+    /// LPM keys for a port class entry: prefixlen (host order), program, protocol (16 bits), port, the
+    /// last three big endian. A port range becomes the fewest aligned prefixes that cover it.
+    static func portKeys(program: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?) -> [[UInt8]] {
+        guard let `protocol` else { return [native(UInt32(32)) + big(program) + [0, 0, 0, 0]] }
+        guard let ports else { return [native(UInt32(48)) + big(program) + big(UInt16(`protocol`)) + [0, 0]] }
+        return portPrefixes(ports).map { value, bits in
+            native(UInt32(48 + bits)) + big(program) + big(UInt16(`protocol`)) + big(value)
+        }
+    }
+
+    /// The fewest (value, prefix bits) pairs whose 16-bit prefixes cover exactly `range`.
+    static func portPrefixes(_ range: ClosedRange<UInt16>) -> [(value: UInt16, bits: Int)] {
+        var result: [(UInt16, Int)] = []
+        var low = UInt32(range.lowerBound)
+        let high = UInt32(range.upperBound)
+        while low <= high {
+            var size = low == 0 ? 16 : min(16, low.trailingZeroBitCount)
+            while size > 0 && low + (1 << size) - 1 > high { size -= 1 }
+            result.append((UInt16(low), 16 - size))
+            low += 1 << size
+        }
+        return result
+    }
+
+    static func addressKey(program: UInt32, cidr: CIDR) throws -> [UInt8] {
+        guard case .v4(let network) = cidr.network else { throw Error.ipv6NotSupported(cidr.description) }
+        return native(UInt32(32 + cidr.prefixLength)) + big(program) + network.bytes
+    }
+
+    // MARK: Failsafe ports
+
+    public enum Direction: UInt8, Sendable {
+        /// Traffic to the host.
+        case inbound = 0
+        /// Traffic from the host.
+        case outbound = 1
+    }
+
+    /// Opens `protocol` (6 or 17) destination `port` in `direction` on every host endpoint, ahead of policy.
+    public func setFailsafe(_ direction: Direction, protocol: UInt8, port: UInt16) throws {
+        try failsafe.update(key: [direction.rawValue, `protocol`] + native(port), value: [1])
+    }
+
+    // MARK: Conntrack
+
+    public enum ConntrackState: UInt8, Sendable {
+        case tcpSynSent = 1
+        case tcpEstablished = 2
+        case tcpClosing = 3
+        case tcpReset = 4
+        case udp = 5
+        case icmp = 6
+        case other = 7
+    }
+
+    /// One flow on one endpoint interface; (addressA, portA) <= (addressB, portB).
+    public struct ConntrackEntry: Equatable, Sendable {
+        public var ifindex: Int32
+        public var protocolNumber: UInt8
+        public var addressA: IPv4Address
+        public var portA: UInt16
+        public var addressB: IPv4Address
+        public var portB: UInt16
+        public var state: ConntrackState?
+        /// The first packet came from side b.
+        public var openedByB: Bool
+        /// The side that did not open the flow has sent a packet.
+        public var replied: Bool
+        /// bpf_ktime_get_ns (CLOCK_MONOTONIC) of the last packet.
+        public var lastSeen: UInt64
+    }
+
+    public func conntrackEntries() throws -> [ConntrackEntry] {
+        try conntrack.keys().compactMap { key in
+            guard let value = try conntrack.lookup(key: key) else { return nil }
+            return ConntrackEntry(
+                ifindex: Int32(bitPattern: readNative(key, 0)), protocolNumber: key[16],
+                addressA: IPv4Address(readBig(key, 4)), portA: UInt16(key[12]) << 8 | UInt16(key[13]),
+                addressB: IPv4Address(readBig(key, 8)), portB: UInt16(key[14]) << 8 | UInt16(key[15]),
+                state: ConntrackState(rawValue: value[8]), openedByB: value[9] != 0, replied: value[10] != 0,
+                lastSeen: UInt64(readNative(value, 0)) | UInt64(readNative(value, 4)) << 32)
+        }
+    }
+
+    /// Conntrack timeouts; nil keeps the program's default (Calico's: SYN 20 s, established 1 h,
+    /// FIN 30 s, RST 40 s, UDP 60 s, ICMP 5 s, other 600 s).
+    public struct Timeouts: Equatable, Sendable {
+        public var tcpSyn: Duration?
+        public var tcpEstablished: Duration?
+        public var tcpClosing: Duration?
+        public var tcpReset: Duration?
+        public var udp: Duration?
+        public var icmp: Duration?
+        public var other: Duration?
+
+        public init(
+            tcpSyn: Duration? = nil, tcpEstablished: Duration? = nil, tcpClosing: Duration? = nil,
+            tcpReset: Duration? = nil, udp: Duration? = nil, icmp: Duration? = nil, other: Duration? = nil
+        ) {
+            self.tcpSyn = tcpSyn
+            self.tcpEstablished = tcpEstablished
+            self.tcpClosing = tcpClosing
+            self.tcpReset = tcpReset
+            self.udp = udp
+            self.icmp = icmp
+            self.other = other
+        }
+
+        var bytes: [UInt8] {
+            [tcpSyn, tcpEstablished, tcpClosing, tcpReset, udp, icmp, other].flatMap { duration -> [UInt8] in
+                guard let duration else { return native(UInt64(0)) }
+                let (seconds, attoseconds) = duration.components
+                return native(UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000))
+            }
+        }
+    }
+
+    public func setTimeouts(_ timeouts: Timeouts) throws {
+        try config.update(key: native(UInt32(0)), value: timeouts.bytes)
+    }
+
+    // MARK: Counters
+
+    /// Why packets passed or were dropped (`tabby_counters`, summed over CPUs).
+    public enum Counter: UInt32, CaseIterable, Sendable {
+        case conntrackHit = 0
+        case policyAllow = 1
+        case policyDeny = 2
+        case unknownInterface = 3
+        case failsafe = 4
+        case nonIP = 5
+        case unsupported = 6
+        case malformed = 7
+        case noProgram = 8
+    }
+
+    public func counters() throws -> [Counter: UInt64] {
+        var result: [Counter: UInt64] = [:]
+        for counter in Counter.allCases {
+            guard let slots = try counterMap.lookup(key: native(counter.rawValue)) else { continue }
+            result[counter] = stride(from: 0, to: slots.count, by: 8).reduce(UInt64(0)) { sum, offset in
+                sum + (UInt64(readNative(slots, offset)) | UInt64(readNative(slots, offset + 4)) << 32)
+            }
+        }
+        return result
+    }
+
+    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
+        case ipv6NotSupported(String)
+
+        public var description: String {
+            switch self {
+            case .ipv6NotSupported(let cidr): return "the eBPF dataplane does not handle IPv6 yet (\(cidr))"
+            }
+        }
+    }
+}
+
+/// A value's bytes in host order (the order of the C struct's host-order fields).
+func native<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    withUnsafeBytes(of: value) { Array($0) }
+}
+
+/// A value's bytes in network order.
+func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
+    withUnsafeBytes(of: value.bigEndian) { Array($0) }
+}
+
+private func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+}
+
+private func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    UInt32(bigEndian: readNative(bytes, offset))
+}
+
+extension TCProgram {
+    /// Writes policy program `program`'s tables. Write a new id's tables before an endpoint entry
+    /// points at it, and remove the old id's after: no packet meets a half-written program.
+    public func writePolicy(_ tables: PolicyTables, program: UInt32) throws {
+        for entry in tables.ports {
+            try setPortClass(
+                program: program, protocol: entry.protocolNumber, ports: entry.ports, portClass: entry.portClass)
+        }
+        for entry in tables.addresses {
+            try setAddressClass(program: program, cidr: entry.cidr, addressClass: entry.addressClass)
+        }
+        for entry in tables.verdicts {
+            try setVerdict(
+                program: program, portClass: entry.portClass, addressClass: entry.addressClass, entry.verdict)
+        }
+        try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, tables.defaultVerdict)
+    }
+
+    /// Deletes what `writePolicy(tables, program:)` wrote. Entries already gone are not an error.
+    public func removePolicy(_ tables: PolicyTables, program: UInt32) throws {
+        try verdicts.delete(key: native(program) + native(Self.anyClass) + native(Self.anyClass))
+        for entry in tables.verdicts {
+            try verdicts.delete(key: native(program) + native(entry.portClass) + native(entry.addressClass))
+        }
+        for entry in tables.addresses {
+            try addresses.delete(key: try Self.addressKey(program: program, cidr: entry.cidr))
+        }
+        for entry in tables.ports {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                try ports.delete(key: key)
+            }
+        }
+    }
+}
+
+extension TCProgram {
+    /// One key and value of a policy program's tables, in the map it belongs to.
+    public struct PolicyEntry: Hashable, Sendable {
+        public var map: String
+        public var key: [UInt8]
+        public var value: [UInt8]
+    }
+
+    /// Exactly what `writePolicy(tables, program:)` writes.
+    public func policyEntries(_ tables: PolicyTables, program: UInt32) throws -> Set<PolicyEntry> {
+        var entries = Set<PolicyEntry>()
+        for entry in tables.ports {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                entries.insert(.init(map: ports.name, key: key, value: native(entry.portClass)))
+            }
+        }
+        for entry in tables.addresses {
+            entries.insert(
+                .init(
+                    map: addresses.name, key: try Self.addressKey(program: program, cidr: entry.cidr),
+                    value: native(entry.addressClass)))
+        }
+        for entry in tables.verdicts + [
+            .init(portClass: Self.anyClass, addressClass: Self.anyClass, verdict: tables.defaultVerdict)
+        ] {
+            entries.insert(
+                .init(
+                    map: verdicts.name, key: native(program) + native(entry.portClass) + native(entry.addressClass),
+                    value: native(entry.verdict.action.rawValue) + native(entry.verdict.rule)))
+        }
+        return entries
+    }
+
+    /// Every entry of policy program `program` in the maps (to compare with `policyEntries`).
+    public func readPolicy(_ program: UInt32) throws -> Set<PolicyEntry> {
+        var entries = Set<PolicyEntry>()
+        for (map, matches) in policyMaps(program) {
+            for key in try map.keys() where matches(key) {
+                if let value = try map.lookup(key: key) { entries.insert(.init(map: map.name, key: key, value: value)) }
+            }
+        }
+        return entries
+    }
+
+    /// Deletes every entry of policy program `program`, whatever wrote it.
+    public func removePolicy(program: UInt32) throws {
+        for (map, matches) in policyMaps(program) {
+            for key in try map.keys() where matches(key) { try map.delete(key: key) }
+        }
+    }
+
+    /// The ids of every policy program with entries in the maps.
+    public func policyProgramIDs() throws -> Set<UInt32> {
+        var ids = Set<UInt32>()
+        for key in try ports.keys() + addresses.keys() { ids.insert(UInt32(bigEndian: load(key, 4))) }
+        for key in try verdicts.keys() { ids.insert(load(key, 0)) }
+        return ids
+    }
+
+    /// The endpoint entries, by ifindex.
+    public func endpointEntries() throws -> [Int32: Endpoint] {
+        var result: [Int32: Endpoint] = [:]
+        for key in try endpoints.keys() {
+            guard let value = try endpoints.lookup(key: key) else { continue }
+            result[Int32(bitPattern: load(key, 0))] = Endpoint(
+                ingressProgram: load(value, 0), egressProgram: load(value, 4), isHost: load(value, 8) & 1 != 0)
+        }
+        return result
+    }
+
+    private func policyMaps(_ program: UInt32) -> [(BPFMap, ([UInt8]) -> Bool)] {
+        let bigID = big(program)
+        let nativeID = native(program)
+        return [
+            (ports, { Array($0[4..<8]) == bigID }), (addresses, { Array($0[4..<8]) == bigID }),
+            (verdicts, { Array($0[0..<4]) == nativeID }),
+        ]
+    }
+}
+
+private func load(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+    bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+}

@@ -1,0 +1,523 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+//
+// Tabby's tc program: one object, two entry points attached through tc clsact on every endpoint
+// interface (tabby_tc_ingress on the tc ingress hook, tabby_tc_egress on the tc egress hook).
+//
+// Per packet: endpoint lookup by ifindex (unknown interface: drop, fail closed) -> parse IPv4 and
+// TCP/UDP/ICMP -> conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) ->
+// policy verdict from maps -> on allow, create the conntrack entry.
+//
+// The policy is data, not code (docs/dataplanes.md, "eBPF"): user space reduces an endpoint's
+// whole policy (tiers, policies, rules, profiles) per direction to a "policy program" id and three
+// tables, so the per-packet cost is the same three lookups whatever the number of rules:
+//   tabby_ports    LPM (program, protocol, port or ICMP type<<8|code) -> port class
+//   tabby_addrs    LPM (program, peer address)                        -> address class
+//   tabby_verdicts hash (program, port class, address class)          -> action, rule
+// A verdict key not present falls back to (program, ANY, ANY), the program's default; a program
+// with no entries at all drops.
+//
+// Only UAPI types are used (the __sk_buff context and packet headers), whose layouts are ABI, so
+// the object needs no vmlinux.h and no CO-RE relocations. The byte layouts of every key and value
+// below are mirrored in Swift (Modules/TabbyEBPF/TCMaps.swift) and pinned by unit tests.
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// <linux/icmp.h> pulls in glibc's socket headers, which have no BPF target: the echo header by hand.
+struct icmp_echo_header {
+    __u8 type;
+    __u8 code;
+    __u16 checksum;
+    __u16 id;
+    __u16 sequence;
+};
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+
+// Endpoint flags.
+#define TABBY_EP_HOST 1 // a host endpoint: hooks in natural direction, failsafe ports apply
+
+// Which policy direction a hook enforces depends on the endpoint kind: on a workload's host-side
+// veth, tc ingress sees packets *from* the workload (its egress policy), tc egress packets *to*
+// it (its ingress policy). On a host interface the hooks keep their natural direction.
+#define HOOK_TC_INGRESS 0
+#define HOOK_TC_EGRESS 1
+#define POLICY_INGRESS 0
+#define POLICY_EGRESS 1
+
+#define TABBY_CLASS_ANY 0xffffffffu
+
+#define TABBY_ACTION_ALLOW 1
+#define TABBY_ACTION_DENY 2
+
+// Conntrack states.
+#define CT_TCP_SYN_SENT 1
+#define CT_TCP_ESTABLISHED 2
+#define CT_TCP_CLOSING 3 // FIN seen
+#define CT_TCP_RESET 4
+#define CT_UDP 5
+#define CT_ICMP 6
+#define CT_OTHER 7
+
+// Counter indices (tabby_counters), read by tests and `status()`.
+enum {
+    CNT_CT_HIT = 0,         // passed on a live conntrack entry
+    CNT_POLICY_ALLOW = 1,   // new flow allowed by policy
+    CNT_POLICY_DENY = 2,    // new flow denied by policy (or by a program's default)
+    CNT_UNKNOWN_IF = 3,     // no endpoint for this ifindex: dropped (fail closed)
+    CNT_FAILSAFE = 4,       // allowed by a failsafe port
+    CNT_NON_IP = 5,         // ARP, passed
+    CNT_UNSUPPORTED = 6,    // IPv6, other ethertypes, non-first fragments: dropped
+    CNT_MALFORMED = 7,      // truncated headers: dropped
+    CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
+    CNT_MAX = 16,
+};
+
+struct tabby_endpoint {
+    __u32 ingress_program; // policy program for traffic to the endpoint
+    __u32 egress_program;  // policy program for traffic from the endpoint
+    __u32 flags;           // TABBY_EP_*
+};
+
+// LPM keys: prefixlen (host order) counts the bits of the fields after it, most significant first.
+struct tabby_port_key {
+    __u32 prefixlen; // 32: program only; 48: program + protocol; 48 + n: n bits of port
+    __u32 program;   // big endian
+    __u16 protocol;  // big endian (IP protocol number)
+    __u16 port;      // big endian: destination port, or ICMP type << 8 | code
+};
+
+struct tabby_addr_key {
+    __u32 prefixlen; // 32 + CIDR length
+    __u32 program;   // big endian
+    __u32 addr;      // network order
+};
+
+struct tabby_verdict_key {
+    __u32 program;
+    __u32 port_class;
+    __u32 addr_class;
+};
+
+struct tabby_verdict {
+    __u32 action; // TABBY_ACTION_*
+    __u32 rule;   // an id user space maps back to tier/policy/rule, for counters and tracing
+};
+
+struct tabby_failsafe_key {
+    __u8 direction; // POLICY_INGRESS (to the host) or POLICY_EGRESS (from the host)
+    __u8 protocol;
+    __u16 port; // host order
+};
+
+// One entry per flow per endpoint interface: both hooks of an interface share it, so the reply to a
+// flow an endpoint opened (or accepted) finds the entry its first packet created. Addresses and ports
+// are ordered so that (addr_a, port_a) <= (addr_b, port_b) in host order: both directions, one key.
+struct tabby_ct_key {
+    __u32 ifindex;
+    __u32 addr_a; // network order
+    __u32 addr_b;
+    __u16 port_a; // network order; ICMP echo: the identifier on both sides
+    __u16 port_b;
+    __u8 protocol;
+    __u8 pad[3];
+};
+
+struct tabby_ct_value {
+    __u64 last_seen; // bpf_ktime_get_ns
+    __u8 state;      // CT_*
+    __u8 opener_is_b; // 1 when the first packet came from side b
+    __u8 replied;     // 1 once the side that did not open sent a packet
+    __u8 pad[5];
+};
+
+// Timeouts in nanoseconds; a zero field means the built-in default (Calico's values).
+struct tabby_config {
+    __u64 tcp_syn_timeout;
+    __u64 tcp_established_timeout;
+    __u64 tcp_closing_timeout;
+    __u64 tcp_reset_timeout;
+    __u64 udp_timeout;
+    __u64 icmp_timeout;
+    __u64 other_timeout;
+};
+
+#define SECONDS 1000000000ull
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u32); // ifindex
+    __type(value, struct tabby_endpoint);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_endpoints SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, 262144);
+    __type(key, struct tabby_port_key);
+    __type(value, __u32);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_ports SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, 1048576);
+    __type(key, struct tabby_addr_key);
+    __type(value, __u32);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_addrs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1048576);
+    __type(key, struct tabby_verdict_key);
+    __type(value, struct tabby_verdict);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_verdicts SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1024);
+    __type(key, struct tabby_failsafe_key);
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_failsafe SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 131072);
+    __type(key, struct tabby_ct_key);
+    __type(value, struct tabby_ct_value);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_ct SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct tabby_config);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, CNT_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_counters SEC(".maps");
+
+struct packet {
+    __u32 saddr, daddr; // network order
+    __u16 sport, dport; // network order (ICMP echo: identifier in both)
+    __u16 policy_port;  // host order: destination port, or ICMP type << 8 | code
+    __u8 protocol;
+    __u8 tcp_flags;     // TCP_FLAG_* below
+    __u8 icmp_echo;     // 1 for echo request/reply (tracked), 0 for other ICMP
+};
+
+#define F_FIN 1
+#define F_SYN 2
+#define F_RST 4
+#define F_ACK 16
+
+static __always_inline void count(__u32 index)
+{
+    __u64 *value = bpf_map_lookup_elem(&tabby_counters, &index);
+    if (value)
+        *value += 1;
+}
+
+static __always_inline int verdict(int action, __u32 counter)
+{
+    count(counter);
+    return action;
+}
+
+static __always_inline __u64 pick(__u64 configured, __u64 fallback)
+{
+    return configured ? configured : fallback;
+}
+
+static __always_inline __u64 ct_timeout(__u8 state)
+{
+    __u32 zero = 0;
+    struct tabby_config *c = bpf_map_lookup_elem(&tabby_config, &zero);
+    struct tabby_config none = {};
+    if (!c)
+        c = &none;
+    switch (state) {
+    case CT_TCP_SYN_SENT:
+        return pick(c->tcp_syn_timeout, 20 * SECONDS);
+    case CT_TCP_ESTABLISHED:
+        return pick(c->tcp_established_timeout, 3600 * SECONDS);
+    case CT_TCP_CLOSING:
+        return pick(c->tcp_closing_timeout, 30 * SECONDS);
+    case CT_TCP_RESET:
+        return pick(c->tcp_reset_timeout, 40 * SECONDS);
+    case CT_UDP:
+        return pick(c->udp_timeout, 60 * SECONDS);
+    case CT_ICMP:
+        return pick(c->icmp_timeout, 5 * SECONDS);
+    default:
+        return pick(c->other_timeout, 600 * SECONDS);
+    }
+}
+
+// Fills the conntrack key; returns 1 when the packet's source is side b.
+static __always_inline int ct_key(struct tabby_ct_key *key, __u32 ifindex, const struct packet *p)
+{
+    __u32 s = bpf_ntohl(p->saddr), d = bpf_ntohl(p->daddr);
+    __u16 sp = bpf_ntohs(p->sport), dp = bpf_ntohs(p->dport);
+    int source_is_b = s > d || (s == d && sp > dp);
+    key->ifindex = ifindex;
+    key->protocol = p->protocol;
+    if (source_is_b) {
+        key->addr_a = p->daddr;
+        key->port_a = p->dport;
+        key->addr_b = p->saddr;
+        key->port_b = p->sport;
+    } else {
+        key->addr_a = p->saddr;
+        key->port_a = p->sport;
+        key->addr_b = p->daddr;
+        key->port_b = p->dport;
+    }
+    return source_is_b;
+}
+
+static __always_inline int is_tcp_syn(const struct packet *p)
+{
+    return p->protocol == IPPROTO_TCP && (p->tcp_flags & (F_SYN | F_ACK)) == F_SYN;
+}
+
+// Returns 1 when a live entry lets the packet through (and refreshes it).
+static __always_inline int ct_pass(struct tabby_ct_key *key, int source_is_b, const struct packet *p, __u64 now)
+{
+    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct, key);
+    if (!v)
+        return 0;
+    if (now - v->last_seen > ct_timeout(v->state))
+        return 0;
+    // A new TCP connection always gets policy, even on a tuple seen before.
+    if (is_tcp_syn(p))
+        return 0;
+    if (source_is_b != v->opener_is_b)
+        v->replied = 1;
+    if (p->protocol == IPPROTO_TCP) {
+        if (p->tcp_flags & F_RST)
+            v->state = CT_TCP_RESET;
+        else if (p->tcp_flags & F_FIN)
+            v->state = CT_TCP_CLOSING;
+        else if (v->state == CT_TCP_SYN_SENT && v->replied)
+            v->state = CT_TCP_ESTABLISHED;
+    }
+    v->last_seen = now;
+    return 1;
+}
+
+static __always_inline void ct_create(struct tabby_ct_key *key, int source_is_b, const struct packet *p, __u64 now)
+{
+    struct tabby_ct_value v = {.last_seen = now, .opener_is_b = source_is_b};
+    switch (p->protocol) {
+    case IPPROTO_TCP:
+        if (p->tcp_flags & F_RST)
+            v.state = CT_TCP_RESET;
+        else if (p->tcp_flags & F_FIN)
+            v.state = CT_TCP_CLOSING;
+        else if (p->tcp_flags & F_SYN)
+            v.state = CT_TCP_SYN_SENT;
+        else // picked up mid-flow (an agent restart with a new map, another dataplane before)
+            v.state = CT_TCP_ESTABLISHED;
+        break;
+    case IPPROTO_UDP:
+        v.state = CT_UDP;
+        break;
+    case IPPROTO_ICMP:
+        v.state = CT_ICMP;
+        break;
+    default:
+        v.state = CT_OTHER;
+    }
+    bpf_map_update_elem(&tabby_ct, key, &v, BPF_ANY);
+}
+
+// The policy verdict for a new flow: three lookups whatever the number of rules.
+static __always_inline int policy_allows(__u32 program, const struct packet *p, __u32 peer, __u32 *counter)
+{
+    struct tabby_port_key pk = {
+        .prefixlen = 64,
+        .program = bpf_htonl(program),
+        .protocol = bpf_htons(p->protocol),
+        .port = bpf_htons(p->policy_port),
+    };
+    __u32 *port_class = bpf_map_lookup_elem(&tabby_ports, &pk);
+    struct tabby_addr_key ak = {.prefixlen = 64, .program = bpf_htonl(program), .addr = peer};
+    __u32 *addr_class = bpf_map_lookup_elem(&tabby_addrs, &ak);
+    if (!port_class || !addr_class) {
+        *counter = CNT_NO_PROGRAM;
+        return 0;
+    }
+    struct tabby_verdict_key vk = {.program = program, .port_class = *port_class, .addr_class = *addr_class};
+    struct tabby_verdict *v = bpf_map_lookup_elem(&tabby_verdicts, &vk);
+    if (!v) {
+        vk.port_class = TABBY_CLASS_ANY;
+        vk.addr_class = TABBY_CLASS_ANY;
+        v = bpf_map_lookup_elem(&tabby_verdicts, &vk);
+    }
+    if (!v) {
+        *counter = CNT_NO_PROGRAM;
+        return 0;
+    }
+    if (v->action == TABBY_ACTION_ALLOW) {
+        *counter = CNT_POLICY_ALLOW;
+        return 1;
+    }
+    *counter = CNT_POLICY_DENY;
+    return 0;
+}
+
+static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 *counter)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end) {
+        *counter = CNT_MALFORMED;
+        return -1;
+    }
+    if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+        *counter = CNT_NON_IP;
+        return 1;
+    }
+    if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+        *counter = CNT_UNSUPPORTED;
+        return -1;
+    }
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > end || ip->ihl < 5) {
+        *counter = CNT_MALFORMED;
+        return -1;
+    }
+    // Non-first fragments carry no ports to police or track.
+    if (ip->frag_off & bpf_htons(0x1fff)) {
+        *counter = CNT_UNSUPPORTED;
+        return -1;
+    }
+    p->saddr = ip->saddr;
+    p->daddr = ip->daddr;
+    p->protocol = ip->protocol;
+    void *l4 = (void *)ip + ip->ihl * 4;
+    switch (ip->protocol) {
+    case IPPROTO_TCP: {
+        struct tcphdr *tcp = l4;
+        if ((void *)(tcp + 1) > end) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        p->sport = tcp->source;
+        p->dport = tcp->dest;
+        p->policy_port = bpf_ntohs(tcp->dest);
+        p->tcp_flags = (tcp->fin ? F_FIN : 0) | (tcp->syn ? F_SYN : 0) | (tcp->rst ? F_RST : 0) |
+                       (tcp->ack ? F_ACK : 0);
+        break;
+    }
+    case IPPROTO_UDP: {
+        struct udphdr *udp = l4;
+        if ((void *)(udp + 1) > end) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        p->sport = udp->source;
+        p->dport = udp->dest;
+        p->policy_port = bpf_ntohs(udp->dest);
+        break;
+    }
+    case IPPROTO_ICMP: {
+        struct icmp_echo_header *icmp = l4;
+        if ((void *)(icmp + 1) > end) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        p->policy_port = ((__u16)icmp->type << 8) | icmp->code;
+        if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY) {
+            p->icmp_echo = 1;
+            p->sport = icmp->id;
+            p->dport = icmp->id;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, int hook)
+{
+    __u32 ifindex = skb->ifindex;
+    struct tabby_endpoint *ep = bpf_map_lookup_elem(&tabby_endpoints, &ifindex);
+    if (!ep)
+        return verdict(TC_ACT_SHOT, CNT_UNKNOWN_IF);
+
+    struct packet p = {};
+    __u32 counter = 0;
+    int parsed = parse(skb, &p, &counter);
+    if (parsed < 0)
+        return verdict(TC_ACT_SHOT, counter);
+    if (parsed > 0)
+        return verdict(TC_ACT_OK, counter);
+
+    int host = ep->flags & TABBY_EP_HOST;
+    int direction = (hook == HOOK_TC_INGRESS) == (host != 0) ? POLICY_INGRESS : POLICY_EGRESS;
+    // ICMP other than echo is not tracked here (no "related" handling yet): it always gets policy.
+    int tracked = p.protocol != IPPROTO_ICMP || p.icmp_echo;
+    __u64 now = bpf_ktime_get_ns();
+
+    struct tabby_ct_key key = {};
+    int source_is_b = ct_key(&key, ifindex, &p);
+    if (tracked && ct_pass(&key, source_is_b, &p, now))
+        return verdict(TC_ACT_OK, CNT_CT_HIT);
+
+    if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
+        struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};
+        if (bpf_map_lookup_elem(&tabby_failsafe, &fk)) {
+            ct_create(&key, source_is_b, &p, now);
+            return verdict(TC_ACT_OK, CNT_FAILSAFE);
+        }
+    }
+
+    __u32 program = direction == POLICY_INGRESS ? ep->ingress_program : ep->egress_program;
+    __u32 peer = direction == POLICY_INGRESS ? p.saddr : p.daddr;
+    if (!policy_allows(program, &p, peer, &counter))
+        return verdict(TC_ACT_SHOT, counter);
+    if (tracked)
+        ct_create(&key, source_is_b, &p, now);
+    return verdict(TC_ACT_OK, counter);
+}
+
+SEC("tc")
+int tabby_tc_ingress(struct __sk_buff *skb)
+{
+    return handle(skb, HOOK_TC_INGRESS);
+}
+
+SEC("tc")
+int tabby_tc_egress(struct __sk_buff *skb)
+{
+    return handle(skb, HOOK_TC_EGRESS);
+}
+
+// Every helper used is available to any license; GPL lets the object use the GPL-only ones later.
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

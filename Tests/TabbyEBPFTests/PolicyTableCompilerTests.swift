@@ -1,0 +1,269 @@
+#if EBPF
+    import Testing
+    import TabbyCore
+    @testable import TabbyEBPF
+    @testable import TabbyPolicy
+
+    /// The compiled tables, looked up as the tc program looks them up, against `PolicyEvaluator` on
+    /// random policies and packets. The seed is in the test's arguments: a failure names it.
+    @Suite struct PolicyTableCompilerTests {
+        static let endpointAddress = IPAddress("10.65.0.2")!
+
+        @Test(arguments: Array(UInt64(1)...UInt64(60)))
+        func randomPoliciesMatchTheEvaluator(seed: UInt64) throws {
+            var random = RandomPolicies(seed: seed)
+            let ir = random.ir()
+            let program = ir.endpoints[RandomPolicies.endpoint]!
+            let evaluator = PolicyEvaluator(ir)
+            for direction in Direction.allCases {
+                let tables = try PolicyTableCompiler.compile(program, direction: direction, in: ir)
+                for _ in 0..<150 {
+                    let probe = random.probe()
+                    let expected = evaluator.evaluate(probe.packet(direction)).verdict
+                    let got = tables.verdict(protocol: probe.protocolNumber, port: probe.policyPort, peer: probe.peer)
+                    #expect(
+                        (got.action == .allow) == (expected == .allow),
+                        "seed \(seed) \(direction) \(probe): tables \(got), evaluator \(expected)")
+                }
+            }
+        }
+
+        @Test func tiersPassAndProfilesDecideInOrder() throws {
+            var ir = PolicyIR()
+            var deny81 = CompiledRule(action: .deny)
+            deny81.protocolNumber = 6
+            deny81.destination.ports = [PortRange(81, 81)]
+            var passFrom10 = CompiledRule(action: .pass)
+            passFrom10.source.nets = [CIDR("10.0.0.0/8")!]
+            var allowTCP = CompiledRule(action: .allow)
+            allowTCP.protocolNumber = 6
+            ir.policies[PolicyID(namespace: nil, name: "first")] = PolicyProgram(
+                id: PolicyID(namespace: nil, name: "first"), tier: "security", order: 1, ingress: [deny81, passFrom10],
+                egress: [])
+            ir.policies[PolicyID(namespace: nil, name: "second")] = PolicyProgram(
+                id: PolicyID(namespace: nil, name: "second"), tier: "default", order: 1, ingress: [allowTCP], egress: []
+            )
+            ir.profiles["kns.x"] = ProfileProgram(name: "kns.x", ingress: [CompiledRule(action: .allow)], egress: [])
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                ingress: [
+                    TierBinding(
+                        name: "security", order: 1, defaultAction: .deny,
+                        policies: [PolicyID(namespace: nil, name: "first")]),
+                    TierBinding(
+                        name: "default", order: 2, defaultAction: .deny,
+                        policies: [PolicyID(namespace: nil, name: "second")]),
+                ],
+                egress: [], profiles: ["kns.x"])
+            let tables = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
+            // 10/8 passes the security tier; TCP is then allowed by the default tier; UDP meets its default deny.
+            #expect(tables.verdict(protocol: 6, port: 80, peer: IPv4Address("10.1.1.1")!).action == .allow)
+            #expect(tables.verdict(protocol: 17, port: 80, peer: IPv4Address("10.1.1.1")!).action == .deny)
+            // Port 81 is denied in the first tier, before any Pass.
+            #expect(tables.verdict(protocol: 6, port: 81, peer: IPv4Address("10.1.1.1")!).action == .deny)
+            // Outside 10/8 the security tier's default denies.
+            #expect(
+                tables.verdict(protocol: 6, port: 80, peer: IPv4Address("192.0.2.1")!)
+                    == .init(.deny, rule: 0x8000_0000))
+            // Egress: no tiers, the profile has no egress rules: no profile matched.
+            let egress = try PolicyTableCompiler.compile(program, direction: .egress, in: ir)
+            #expect(egress.verdicts.isEmpty)
+            #expect(egress.defaultVerdict == .init(.deny, rule: PolicyTableCompiler.noProfileMatched))
+        }
+
+        /// 10,000 rules, each one peer /32 and one port: the tables stay proportional to the rules.
+        @Test func tenThousandRulesStayProportional() throws {
+            var ir = PolicyIR()
+            var rules: [CompiledRule] = []
+            for index in 0..<10_000 {
+                var rule = CompiledRule(action: .allow)
+                rule.protocolNumber = 6
+                rule.destination.ports = [PortRange(UInt16(1000 + index % 500), UInt16(1000 + index % 500))]
+                rule.source.nets = [CIDR(network: .v4(IPv4Address(0x0B00_0000 + UInt32(index))), prefixLength: 32)]
+                rules.append(rule)
+            }
+            let id = PolicyID(namespace: "x", name: "big")
+            ir.policies[id] = PolicyProgram(id: id, tier: "default", order: 1, ingress: rules, egress: [])
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], egress: [],
+                profiles: [])
+            let tables = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
+            #expect(tables.verdicts.count == 10_000)
+            #expect(tables.addresses.count == 10_001)
+            #expect(tables.verdict(protocol: 6, port: 1007, peer: IPv4Address(0x0B00_0000 + 507)).action == .allow)
+            #expect(tables.verdict(protocol: 6, port: 1008, peer: IPv4Address(0x0B00_0000 + 507)).action == .deny)
+        }
+
+        @Test func unsupportedMatchesAreNamed() {
+            var rule = CompiledRule(action: .allow)
+            rule.protocolNumber = 6
+            rule.source.ports = [PortRange(1, 1023)]
+            let id = PolicyID(namespace: "x", name: "p")
+            var ir = PolicyIR()
+            ir.policies[id] = PolicyProgram(id: id, tier: "default", order: 1, ingress: [rule], egress: [])
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], egress: [],
+                profiles: [])
+            #expect(throws: PolicyTableCompiler.Error.unsupported("x/p ingress 0: source ports of the peer")) {
+                try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
+            }
+        }
+    }
+
+    /// A random endpoint program: up to three tiers of up to three policies of up to four rules each,
+    /// then a profile, drawn from small pools so that rules overlap and interact.
+    struct RandomPolicies {
+        static let endpoint = EndpointKey(namespace: "x", name: "a")
+        var state: UInt64
+
+        init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
+
+        mutating func next(_ bound: Int) -> Int {
+            // SplitMix64
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+
+        mutating func pick<T>(_ values: [T]) -> T { values[next(values.count)] }
+
+        static let cidrs = [
+            "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.3/32", "192.168.0.0/16", "0.0.0.0/0", "10.1.2.128/25",
+        ]
+        .map { CIDR($0)! }
+        static let localCIDRs = ["10.65.0.0/16", "10.66.0.0/16", "10.65.0.2/32"].map { CIDR($0)! }
+        static let peers = ["10.1.2.3", "10.1.2.4", "10.1.2.200", "10.1.3.1", "10.2.0.1", "192.168.1.1", "8.8.8.8"]
+            .map { IPv4Address($0)! }
+        static let ports: [UInt16] = [53, 79, 80, 81, 443, 1000, 1500, 2000, 2001, 8080]
+        static let ranges = [(80, 80), (81, 81), (1000, 2000), (53, 80), (443, 443), (8080, 8080)]
+            .map { PortRange(UInt16($0.0), UInt16($0.1)) }
+
+        mutating func ir() -> PolicyIR {
+            var ir = PolicyIR()
+            for index in 0..<3 {
+                var set = IPSet(
+                    definition: IPSetDefinition(selector: try! Selector.parse("all()")),
+                    members: Set((0..<(1 + next(3))).map { _ in IPSetMember.net(pick(Self.cidrs)) }))
+                set.id = IPSetID(rawValue: "s:\(index)")
+                ir.ipSets[set.id] = set
+            }
+            var named = IPSet(
+                definition: IPSetDefinition(selector: try! Selector.parse("all()")),
+                members: [
+                    .addressPort(PolicyTableCompilerTests.endpointAddress, protocolNumber: 6, port: 8080),
+                    .addressPort(PolicyTableCompilerTests.endpointAddress, protocolNumber: 17, port: 53),
+                    .addressPort(IPAddress("10.65.0.9")!, protocolNumber: 6, port: 81),
+                ])
+            named.id = IPSetID(rawValue: "p:0")
+            ir.ipSets[named.id] = named
+            var tiers: [Direction: [TierBinding]] = [.ingress: [], .egress: []]
+            for tierIndex in 0..<next(4) {
+                var ids: [PolicyID] = []
+                for policyIndex in 0..<(1 + next(3)) {
+                    let id = PolicyID(namespace: "x", name: "t\(tierIndex)p\(policyIndex)")
+                    ids.append(id)
+                    ir.policies[id] = PolicyProgram(
+                        id: id, tier: "t\(tierIndex)", order: Double(policyIndex),
+                        ingress: (0..<next(5)).map { _ in rule(.ingress) },
+                        egress: (0..<next(5)).map { _ in rule(.egress) })
+                }
+                for direction in Direction.allCases where next(4) != 0 {
+                    tiers[direction]!.append(
+                        TierBinding(
+                            name: "t\(tierIndex)", order: Double(tierIndex),
+                            defaultAction: next(2) == 0 ? .deny : .pass,
+                            policies: ids))
+                }
+            }
+            ir.profiles["prof"] = ProfileProgram(
+                name: "prof", ingress: (0..<next(3)).map { _ in rule(.ingress) },
+                egress: (0..<next(3)).map { _ in rule(.egress) })
+            ir.endpoints[Self.endpoint] = EndpointProgram(
+                endpoint: Self.endpoint, addresses: [PolicyTableCompilerTests.endpointAddress],
+                ingress: tiers[.ingress]!, egress: tiers[.egress]!,
+                profiles: next(4) == 0 ? ["missing", "prof"] : ["prof"])
+            return ir
+        }
+
+        mutating func rule(_ direction: Direction) -> CompiledRule {
+            var rule = CompiledRule(action: pick([.allow, .allow, .deny, .pass, .log]))
+            switch next(6) {
+            case 0: rule.protocolNumber = 6
+            case 1: rule.protocolNumber = 17
+            case 2:
+                rule.protocolNumber = 1
+                if next(2) == 0 {
+                    rule.icmp = ICMPMatch(type: pick([0, 3, 8]), code: next(2) == 0 ? nil : pick([0, 1]))
+                }
+            case 3: rule.notProtocolNumber = pick([6, 17, 1])
+            default: break
+            }
+            if rule.protocolNumber == 6 || rule.protocolNumber == 17 {
+                if next(2) == 0 { rule.destination.ports = (0..<(1 + next(2))).map { _ in pick(Self.ranges) } }
+                if next(4) == 0 { rule.destination.notPorts = [pick(Self.ranges)] }
+                if direction == .ingress && next(4) == 0 { rule.destination.namedPortSets = [IPSetID(rawValue: "p:0")] }
+            }
+            if rule.protocolNumber == 1 && rule.icmp == nil && next(4) == 0 { rule.notICMP = ICMPMatch(type: 8) }
+            var peer = CompiledEntityMatch()
+            if next(2) == 0 { peer.nets = (0..<(1 + next(2))).map { _ in pick(Self.cidrs) } }
+            if next(4) == 0 { peer.notNets = [pick(Self.cidrs)] }
+            if next(3) == 0 { peer.ipSets = [IPSetID(rawValue: "s:\(next(3))")] }
+            if next(5) == 0 { peer.notIPSets = [IPSetID(rawValue: "s:\(next(3))")] }
+            var local = CompiledEntityMatch()
+            if next(5) == 0 { local.nets = [pick(Self.localCIDRs)] }
+            if next(8) == 0 { local.notNets = [pick(Self.localCIDRs)] }
+            if direction == .ingress {
+                rule.source = peer
+                rule.destination.nets = local.nets
+                rule.destination.notNets = local.notNets
+            } else {
+                rule.source = local
+                rule.destination.nets = peer.nets
+                rule.destination.notNets = peer.notNets
+                rule.destination.ipSets = peer.ipSets
+                rule.destination.notIPSets = peer.notIPSets
+            }
+            return rule
+        }
+
+        struct Probe: CustomStringConvertible {
+            var peer: IPv4Address
+            var protocolNumber: UInt8
+            var port: UInt16
+            var icmpType: Int
+            var icmpCode: Int
+
+            /// The value the tc program puts in the port field.
+            var policyPort: UInt16 {
+                switch protocolNumber {
+                case 6, 17: return port
+                case 1: return UInt16(icmpType) << 8 | UInt16(icmpCode)
+                default: return 0
+                }
+            }
+
+            func packet(_ direction: Direction) -> Packet {
+                let peer = PacketPeer.address(.v4(self.peer))
+                let endpoint = PacketPeer.endpoint(RandomPolicies.endpoint)
+                let ports = protocolNumber == 6 || protocolNumber == 17
+                return Packet(
+                    from: direction == .ingress ? peer : endpoint, to: direction == .ingress ? endpoint : peer,
+                    protocol: .number(Int(protocolNumber)), sourcePort: ports ? 40000 : nil,
+                    destinationPort: ports ? port : nil, icmpType: protocolNumber == 1 ? icmpType : nil,
+                    icmpCode: protocolNumber == 1 ? icmpCode : nil)
+            }
+
+            var description: String { "\(peer) proto \(protocolNumber) port \(port) icmp \(icmpType)/\(icmpCode)" }
+        }
+
+        mutating func probe() -> Probe {
+            Probe(
+                peer: pick(Self.peers), protocolNumber: pick([6, 6, 17, 17, 1, 47]), port: pick(Self.ports),
+                icmpType: pick([0, 3, 8]), icmpCode: pick([0, 1]))
+        }
+    }
+#endif
