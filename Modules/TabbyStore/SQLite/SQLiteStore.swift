@@ -46,6 +46,10 @@ public final class SQLiteStore: KeyValueStore {
                 // then spends no fsyncs on a checkpoint and no time re-creating -wal and -shm.
                 grdbConfiguration.prepareDatabase { db in
                     try db.execute(sql: "PRAGMA journal_mode = WAL")
+                    // ...but a short WAL: the first connection to open the file (every CNI call
+                    // when no agent holds it open) rebuilds the WAL index by reading the whole
+                    // WAL, so keep it to about 64 pages by checkpointing from these commits too.
+                    try db.execute(sql: "PRAGMA wal_autocheckpoint = 64")
                     let code = tb_sqlite_defer_checkpoints(UnsafeMutableRawPointer(db.sqliteConnection))
                     if code != 0 { throw DatabaseError(resultCode: ResultCode(rawValue: code)) }
                 }
