@@ -130,6 +130,21 @@ public final class ConformanceLab: @unchecked Sendable {
         }
     }
 
+    /// UDP source ports for the probes, handed out in turn from 10000-32767 (below the kernel's
+    /// ephemeral range): a port comes back only after ~22,000 UDP probes, far longer than
+    /// conntrack's UDP timeouts, so no probe is answered through an entry a probe of an earlier
+    /// case left (a reused ephemeral port once let a denied UDP probe through that way).
+    static func udpSourcePorts(_ count: Int) -> Int {
+        udpPortLock.lock()
+        defer { udpPortLock.unlock() }
+        if nextUDPPort + count > 32767 { nextUDPPort = 10000 }
+        let base = nextUDPPort
+        nextUDPPort += count
+        return base
+    }
+    nonisolated(unsafe) private static var nextUDPPort = 10000
+    private static let udpPortLock = NSLock()
+
     /// Sends every probe (one prober process per source pod, all at once; each probe from a fresh
     /// socket, so conntrack never carries a verdict from one probe to the next) and returns
     /// whether each got its answer.
@@ -138,6 +153,7 @@ public final class ConformanceLab: @unchecked Sendable {
         var running: [(Pod, [Probe], ChildProcess)] = []
         for (source, list) in bySource {
             let targets = list.map { "\($0.kind.rawValue),\($0.to),\($0.port)" }.joined(separator: " ")
+            let udpBase = Self.udpSourcePorts(list.count)
             running.append(
                 (
                     source, list,
@@ -146,7 +162,7 @@ public final class ConformanceLab: @unchecked Sendable {
                         [
                             "--net=\(source.namespacePath)", "/usr/bin/python3", "-c", ProbeScripts.prober,
                             "\(timeout)",
-                            targets,
+                            targets, "\(udpBase)",
                         ])
                 ))
         }

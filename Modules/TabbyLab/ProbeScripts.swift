@@ -29,11 +29,15 @@ public enum ProbeScripts {
                     s.sendto(b"ok", peer)
         """
 
-    /// argv: timeout, then targets `kind,address,port`; prints 1 or 0 per target, in order.
+    /// argv: timeout, then targets `kind,address,port`, then optionally a first UDP source port
+    /// (target i sends from it + i: a caller that never repeats a port within conntrack's UDP
+    /// timeout makes sure no probe rides on an earlier probe's conntrack entry, which a
+    /// kernel-chosen ephemeral port can repeat); prints 1 or 0 per target, in order.
     public static let prober = """
         import socket, sys, threading, os, struct, time
         timeout = float(sys.argv[1])
         targets = [t.split(",") for t in sys.argv[2].split()]
+        udp_base = int(sys.argv[3]) if len(sys.argv) > 3 else 0
         results = ["0"] * len(targets)
         def checksum(data):
             s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
@@ -46,6 +50,7 @@ public enum ProbeScripts {
                     s.settimeout(timeout); ok = s.recv(2) == b"ok"; s.close()
                 elif kind == "udp":
                     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(timeout)
+                    if udp_base: s.bind(("0.0.0.0", udp_base + i))
                     s.sendto(b"x", (addr, int(port))); ok = s.recvfrom(16)[0] == b"ok"; s.close()
                 else:
                     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(timeout)
