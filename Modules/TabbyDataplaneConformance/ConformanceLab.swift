@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TabbyCNI
 import TabbyCore
 import TabbyLab
@@ -135,15 +136,13 @@ public final class ConformanceLab: @unchecked Sendable {
     /// conntrack's UDP timeouts, so no probe is answered through an entry a probe of an earlier
     /// case left (a reused ephemeral port once let a denied UDP probe through that way).
     static func udpSourcePorts(_ count: Int) -> Int {
-        udpPortLock.lock()
-        defer { udpPortLock.unlock() }
-        if nextUDPPort + count > 32767 { nextUDPPort = 10000 }
-        let base = nextUDPPort
-        nextUDPPort += count
-        return base
+        nextUDPPort.withLock { next in
+            if next + count > 32767 { next = 10000 }
+            defer { next += count }
+            return next
+        }
     }
-    nonisolated(unsafe) private static var nextUDPPort = 10000
-    private static let udpPortLock = NSLock()
+    private static let nextUDPPort = Mutex(10000)
 
     /// Sends every probe (one prober process per source pod, all at once; each probe from a fresh
     /// socket, so conntrack never carries a verdict from one probe to the next) and returns
