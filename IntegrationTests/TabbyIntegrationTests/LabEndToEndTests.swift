@@ -133,7 +133,7 @@ struct LabEndToEndTests {
         }.joined()
     }
 
-    @Test(arguments: [("nftables", "embedded"), ("nftables", "etcd"), ("iptables", "embedded")])
+    @Test(arguments: [("nftables", "embedded"), ("nftables", "etcd"), ("iptables", "embedded"), ("ebpf", "embedded")])
     func kubernetesCasesAcrossTwoNodes(dataplane: String, datastore: String) throws {
         let run = LabRun(datastore: datastore)
         let up = try run.lab(["up", "--nodes", "2", "--datastore", datastore, "--dataplane", dataplane])
@@ -235,8 +235,9 @@ struct LabEndToEndTests {
     /// 1-second interval carries traffic, and the restarted agents adopt their rules (the
     /// ruleset, rule handles included, is exactly what it was: nothing flushed and rebuilt; with
     /// iptables, which has no rule handles, the same rules with packet counters that only grew: a
-    /// rewritten chain starts counting from zero).
-    @Test(arguments: ["nftables", "iptables"])
+    /// rewritten chain starts counting from zero; with eBPF, the same pinned maps, conntrack and
+    /// policy tables included: a rebuilt map would have a new id).
+    @Test(arguments: ["nftables", "iptables", "ebpf"])
     func killedAgentsRestartWithoutDisturbingTraffic(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
         let up = try run.lab(["up", "--nodes", "2", "--dataplane", dataplane])
@@ -282,6 +283,21 @@ struct LabEndToEndTests {
             }
             return rules
         }
+        /// The eBPF dataplane's pinned maps on a node: pin name -> kernel map id.
+        func pinnedMaps(_ node: Int) throws -> [String: Int] {
+            let directory = "/sys/fs/bpf/tabby-lab/node-\(node)"
+            var maps: [String: Int] = [:]
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+                let shown = try ChildProcess.run(
+                    "/usr/sbin/bpftool", ["-j", "map", "show", "pinned", "\(directory)/\(name)"]
+                ).stdout
+                let object = try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [String: Any]
+                maps[name] = object?["id"] as? Int
+            }
+            return maps
+        }
+        let mapsBefore = dataplane == "ebpf" ? [try pinnedMaps(1), try pinnedMaps(2)] : []
+        #expect(dataplane != "ebpf" || mapsBefore.allSatisfy { $0["tabby_ct"] != nil && $0["tabby_endpoints"] != nil })
         let before = dataplane == "nftables" ? [try ruleset(1), try ruleset(2)] : []
         #expect(dataplane != "nftables" || before.allSatisfy { $0.contains("chain forward") })
         let countersBefore = dataplane == "iptables" ? [try counters(1), try counters(2)] : []
@@ -312,6 +328,8 @@ struct LabEndToEndTests {
         #expect(intervals.allSatisfy { $0 > 0 }, "intervals (bit/s): \(intervals)")
         if dataplane == "nftables" {
             #expect([try ruleset(1), try ruleset(2)] == before, "the restarted agents rewrote their rules")
+        } else if dataplane == "ebpf" {
+            #expect([try pinnedMaps(1), try pinnedMaps(2)] == mapsBefore, "the restarted agents replaced pinned maps")
         } else {
             for (node, old) in countersBefore.enumerated() {
                 let new = try counters(node + 1)

@@ -230,11 +230,16 @@ public final class Lab: @unchecked Sendable {
             ]
             + (state.routing == Routing.bgp.rawValue
                 ? ["--routing", "bgp", "--bird-run-dir", birdDirectory(node)] : [])
+            + (state.dataplane == "ebpf" ? ["--bpf-pin-root", Self.bpfPinRoot] : [])
             + (try datastoreArguments())
         return try Self.spawnDetached(command, log: log)
     }
 
     public enum Routing: String, Sendable, CaseIterable { case vxlan, bgp }
+
+    /// The eBPF dataplane's pins for lab nodes: `<root>/<node>`, apart from a real agent's
+    /// `/sys/fs/bpf/tabby/<node>`, so that `down` can remove them all without touching another's.
+    public static let bpfPinRoot = "/sys/fs/bpf/tabby-lab"
 
     /// A node's BIRD run directory (configuration, control socket, pid file, log) in BGP mode.
     public func birdDirectory(_ node: Node) -> String {
@@ -424,6 +429,11 @@ public final class Lab: @unchecked Sendable {
         for name in names.sorted().reversed() where name.hasPrefix("tabby-lab-") {
             progress("deleting namespace \(name)")
             try? NetworkNamespace.delete(named: name)
+        }
+        // eBPF pins (maps outlive their namespaces and programs): also those of a lost state.
+        if FileManager.default.fileExists(atPath: Self.bpfPinRoot) {
+            progress("removing eBPF pins under \(Self.bpfPinRoot)")
+            try? FileManager.default.removeItem(atPath: Self.bpfPinRoot)
         }
         try? FileManager.default.removeItem(at: stateDirectory)
         self.state = nil

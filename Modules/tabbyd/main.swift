@@ -36,7 +36,9 @@ enum Dataplanes {
         return names
     }
 
-    static func make(_ name: String, node: String, configuration: DataplaneConfiguration) throws -> any Dataplane {
+    static func make(_ name: String, node: String, bpfPinRoot: String, configuration: DataplaneConfiguration)
+        throws -> any Dataplane
+    {
         switch name {
         #if NFTables
             case "nftables":
@@ -51,7 +53,7 @@ enum Dataplanes {
             case "ebpf":
                 // Pinned per node, so a restarted agent reuses its maps (conntrack, policy tables).
                 return try EBPFDataplane(
-                    pinRoot: "/sys/fs/bpf/tabby/\(node)", namespacePath: nil, configuration: configuration)
+                    pinRoot: "\(bpfPinRoot)/\(node)", namespacePath: nil, configuration: configuration)
         #endif
         default:
             throw ValidationError(
@@ -106,6 +108,12 @@ struct Tabbyd: AsyncParsableCommand {
     @Option(help: "BGP mode: BIRD's configuration, control socket (bird.ctl), pid file and log go here.")
     var birdRunDir: String = BIRDOptions.defaultRunDirectory
 
+    @Option(
+        help:
+            "eBPF dataplane: maps and programs are pinned under <root>/<node name>, so a restarted tabbyd reuses them (conntrack included)."
+    )
+    var bpfPinRoot: String = "/sys/fs/bpf/tabby"
+
     @Option(help: "Seconds between IPAM housekeeping runs (empty-block release, leak check).")
     var housekeepingSeconds: Int = 300
 
@@ -124,6 +132,9 @@ struct Tabbyd: AsyncParsableCommand {
         }
         guard ["vxlan", "bgp"].contains(routing) else {
             throw ValidationError("--routing \(routing): use vxlan or bgp")
+        }
+        guard bpfPinRoot.hasPrefix("/") else {
+            throw ValidationError("--bpf-pin-root \(bpfPinRoot): use an absolute path on a bpf filesystem")
         }
         guard housekeepingSeconds > 0 else { throw ValidationError("--housekeeping-seconds must be positive") }
     }
@@ -148,7 +159,8 @@ struct Tabbyd: AsyncParsableCommand {
         if routing == "bgp" { configuration.routing = .bgp(BIRDOptions(runDirectory: birdRunDir)) }
         let agent = try Agent(
             configuration: configuration,
-            dataplane: try Dataplanes.make(dataplane, node: nodeName, configuration: settings.dataplane),
+            dataplane: try Dataplanes.make(
+                dataplane, node: nodeName, bpfPinRoot: bpfPinRoot, configuration: settings.dataplane),
             metrics: metrics,
             logger: logger, settings: settings, store: store)
         var services: [any Service] = [AgentService(agent: agent)]
