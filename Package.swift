@@ -356,6 +356,7 @@ let package = Package(
             name: "tabby-dataplane-bench",
             dependencies: [
                 "TabbyNftables", "TabbyIptables", "TabbyDataplane", "TabbyPolicy", "TabbyCore", "TabbyNetlink",
+                .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])),
             ],
             path: "Benchmarks/DataplaneBench"
         ),

@@ -1,4 +1,4 @@
-// tabby-dataplane-bench: the nftables and iptables backends under load, beside each other and
+// tabby-dataplane-bench: the nftables, iptables and eBPF backends under load, beside each other and
 // against the same topology with no Tabby rules, in the same run (REFERENCE.md section 8 has what
 // plain nft, iptables and ipset reach here).
 //
@@ -9,7 +9,10 @@
 // traffic never uses, so a new connection walks every policy before the last one allows it.
 // Per size: the baseline, then nftables (Tabby over netlink; `nft -f` and `nft add element` of
 // the same ruleset as a reference), then iptables in the nft and the legacy flavour (Tabby's
-// iptables-restore and ipset restore). Each is removed before the next is programmed.
+// iptables-restore and ipset restore), then eBPF (tc programs, pinned maps). Each is removed
+// before the next is programmed. Besides throughput and ping (conntrack hits after the first echo),
+// each row times new TCP connections, whose SYN always meets the policy; a second table times the
+// eBPF program itself on such a SYN with BPF_PROG_TEST_RUN.
 //   tabby-dataplane-bench [--sizes 0:0,1000:1000,1000:10000,10000:10000] [--seconds 3]   (policies:members)
 import Foundation
 import TabbyCore
@@ -18,6 +21,10 @@ import TabbyIptables
 import TabbyNetlink
 import TabbyNftables
 import TabbyPolicy
+
+#if EBPF
+    import TabbyEBPF
+#endif
 
 struct Options {
     /// policies:members
@@ -185,6 +192,47 @@ func pingCycle() -> Double {
     return status == 0 ? elapsed / 20000 * 1e6 : .nan
 }
 
+/// A TCP server in the server namespace that accepts and closes, for `connectCycle`.
+let acceptor = Process()
+acceptor.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+acceptor.arguments = [
+    "--net=\(serverPath)", "/usr/bin/python3", "-c",
+    """
+    import socket
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.77.2.2", 8080)); s.listen(512)
+    while True:
+        c, _ = s.accept(); c.close()
+    """,
+]
+acceptor.standardOutput = FileHandle.nullDevice
+acceptor.standardError = FileHandle.nullDevice
+try acceptor.run()
+defer { acceptor.terminate() }
+Thread.sleep(forTimeInterval: 0.3)
+
+/// Per new connection: 3,000 TCP connects from the client to the server in turn, each a new flow
+/// whose SYN meets the policy, total time / count, in microseconds (the median of three runs).
+/// The client closes with a reset (SO_LINGER 0): thousands of its sockets in TIME_WAIT would make
+/// the kernel's search for a free source port the largest cost, and a growing one.
+func connectCycle() -> Double {
+    let script = """
+        import socket, struct, time
+        n = 3000
+        linger = struct.pack("ii", 1, 0)
+        t = time.perf_counter()
+        for _ in range(n):
+            s = socket.create_connection(("10.77.2.2", 8080), timeout=2)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger); s.close()
+        print((time.perf_counter() - t) / n * 1e6)
+        """
+    let runs = (0..<3).compactMap { _ -> Double? in
+        let (status, output) = run(["/usr/bin/nsenter", "--net=\(clientPath)", "/usr/bin/python3", "-c", script])
+        return status == 0 ? Double(output.trimmingCharacters(in: .whitespacesAndNewlines)) : nil
+    }.sorted()
+    return runs.count == 3 ? runs[1] : .nan
+}
+
 func format(_ value: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", value) }
 
 /// The network set grown by one member: the one-member delta both backends get.
@@ -207,25 +255,29 @@ func oneMore(_ engine: inout PolicyEngine, members: Int) -> PolicyDelta {
 func ms(_ value: Double) -> String { format(value * 1000, 1) + " ms" }
 
 print(
-    "| policies / IP set members | dataplane | program from scratch | one member change | iperf3 Gbit/s (no rules / rules) | ratio | ping -f cycle µs (no rules / rules) | added µs |"
+    "| policies / IP set members | dataplane | program from scratch | one member change | iperf3 Gbit/s (no rules / rules) | ratio | ping -f cycle µs (no rules / rules) | added µs | new TCP connection µs (no rules / rules) | ratio |"
 )
-print("|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|")
+/// The eBPF program's own time per SYN, per size: "size / members" -> ns.
+var programTimes: [(String, Double)] = []
 for (size, members) in options.sizes {
     let committer = try NftNetlinkCommitter(namespacePath: nodePath)
     try committer.deleteTable()
     // The baseline: the same topology with no Tabby rules, measured in this run.
     let baseThroughput = throughput()
     let baseCycle = pingCycle()
+    let baseConnect = connectCycle()
     let sizeText = "\(size) / \(members)"
     func row(_ name: String, _ program: String, _ change: String, measure: Bool) {
         guard measure else {
-            print("| \(sizeText) | \(name) | \(program) | \(change) | - | - | - | - |")
+            print("| \(sizeText) | \(name) | \(program) | \(change) | - | - | - | - | - | - |")
             return
         }
         let ruleThroughput = throughput()
         let ruleCycle = pingCycle()
+        let ruleConnect = connectCycle()
         print(
-            "| \(sizeText) | \(name) | \(program) | \(change) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) |"
+            "| \(sizeText) | \(name) | \(program) | \(change) | \(format(baseThroughput / 1e9)) / \(format(ruleThroughput / 1e9)) | \(format(ruleThroughput / baseThroughput)) | \(format(baseCycle)) / \(format(ruleCycle)) | \(format(ruleCycle - baseCycle)) | \(format(baseConnect, 1)) / \(format(ruleConnect, 1)) | \(format(ruleConnect / baseConnect)) |"
         )
     }
     let changing = size > 0 && members > 0
@@ -284,5 +336,62 @@ for (size, members) in options.sizes {
         }
         row("iptables, \(flavour.rawValue) flavour (Tabby, restore + ipset)", ms(program), change, measure: true)
         try dataplane.removeEverything()
+    }
+
+    #if EBPF
+        // eBPF: the tc program on both host veths, maps pinned in a directory of this run's own.
+        do {
+            var engine = PolicyEngine()
+            let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
+            let pinRoot = "/sys/fs/bpf/tabby-b-dp-\(id)"
+            try BPF.mountFilesystemIfNeeded()
+            defer { BPFObject.removePins(at: pinRoot) }
+            let dataplane = try EBPFDataplane(pinRoot: pinRoot, namespacePath: nodePath)
+            let programStart = ContinuousClock.now
+            try dataplane.apply(delta, resulting: engine.ir)
+            let program = seconds(ContinuousClock.now - programStart)
+            var change = "-"
+            if changing {
+                let update = oneMore(&engine, members: members)
+                let changeStart = ContinuousClock.now
+                try dataplane.apply(update, resulting: engine.ir)
+                change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
+            }
+            row("eBPF (Tabby, tc programs + maps)", ms(program), change, measure: true)
+            // The program on a SYN to the server (its ingress policy: tc egress of its host veth);
+            // a SYN always meets the policy, so every run does the whole lookup.
+            let syn = synPacket(from: "10.77.1.2", to: "10.77.2.2", port: 8080)
+            let serverIndex = try NetworkNamespace.run(path: nodePath) { Int32(bitPattern: if_nametoindex(serverInterface)) }
+            let timed = try NetworkNamespace.run(path: nodePath) {
+                try dataplane.program.egress.testRun(packet: syn, ifindex: serverIndex, repeat: 200_000)
+            }
+            guard timed.returnValue == 0 else { fatalError("the eBPF program dropped the benchmark SYN") }
+            programTimes.append((sizeText, Double(timed.nanosecondsPerRun)))
+            try dataplane.removeEverything()
+        }
+    #endif
+}
+
+/// Ethernet + IPv4 + TCP SYN from `source`:40000 to `destination`:`port` (checksums zero: the
+/// program does not check them).
+func synPacket(from source: String, to destination: String, port: UInt16) -> [UInt8] {
+    func bytes(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xff)] }
+    func address(_ text: String) -> [UInt8] { text.split(separator: ".").map { UInt8($0)! } }
+    let tcp = bytes(40000) + bytes(port) + [0, 0, 0, 1, 0, 0, 0, 0, 5 << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]
+    let ip: [UInt8] =
+        [0x45, 0] + bytes(UInt16(20 + tcp.count)) + [0, 0, 0x40, 0, 64, 6, 0, 0] + address(source)
+        + address(destination)
+    return [0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + tcp
+}
+
+if !programTimes.isEmpty {
+    let base = programTimes.first { $0.0 == "0 / 0" }?.1
+    print()
+    print("eBPF program time per TCP SYN (`BPF_PROG_TEST_RUN`, 200,000 runs, the kernel's mean; the SYN always meets the policy):")
+    print()
+    print("| policies / IP set members | ns per SYN | ratio to 0 / 0 |")
+    print("|---|---|---|")
+    for (size, time) in programTimes {
+        print("| \(size) | \(format(time, 0)) | \(base.map { format(time / $0) } ?? "-") |")
     }
 }

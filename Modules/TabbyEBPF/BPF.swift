@@ -27,6 +27,14 @@ public enum BPF {
         }
     }
 
+    /// The `sz` to give a libbpf options struct: the end of its last field (`<type>__last_field`),
+    /// not `MemoryLayout.size`. libbpf refuses an options struct whose bytes past its own last
+    /// field are not zero, and the trailing padding of a Swift copy is not guaranteed to be
+    /// (release builds left garbage there: "bpf_tc_hook has non-zero extra bytes").
+    static func optionsSize<T, Field>(_ lastField: KeyPath<T, Field>) -> Int {
+        MemoryLayout<T>.offset(of: lastField)! + MemoryLayout<Field>.size
+    }
+
     /// libbpf's recent messages, newest last (libbpf logs through one process-wide callback).
     static let log = Mutex<[String]>([])
 

@@ -30,7 +30,7 @@ public final class BPFObject: @unchecked Sendable {
         elf.copyBytes(from: bytes)
         self.elf = elf
         var options = bpf_object_open_opts()
-        options.sz = MemoryLayout<bpf_object_open_opts>.size
+        options.sz = BPF.optionsSize(\bpf_object_open_opts.kernel_log_level)
         let opened: OpaquePointer? = name.withCString { name in
             (pinRoot ?? "").withCString { root in
                 options.object_name = name
@@ -136,21 +136,25 @@ public struct BPFProgram: Sendable {
         public var returnValue: UInt32
         /// The packet as the program left it.
         public var packet: [UInt8]
+        /// The kernel's mean time per run, in nanoseconds (over `repeat` runs).
+        public var nanosecondsPerRun: UInt32 = 0
     }
 
     /// Runs the program once on `packet` (starting with its Ethernet header) with BPF_PROG_TEST_RUN,
     /// the skb's device being `ifindex` in the calling thread's network namespace (run it inside
-    /// `NetworkNamespace.run`); nil leaves the namespace's loopback as the device.
-    public func testRun(packet: [UInt8], ifindex: Int32? = nil) throws(BPF.Error) -> TestRun {
+    /// `NetworkNamespace.run`); nil leaves the namespace's loopback as the device. `repeat` runs it
+    /// that many times on the same input (the kernel times them: `nanosecondsPerRun`); maps keep
+    /// what each run wrote.
+    public func testRun(packet: [UInt8], ifindex: Int32? = nil, repeat: UInt32 = 1) throws(BPF.Error) -> TestRun {
         var context = __sk_buff()
         if let ifindex { context.ifindex = UInt32(ifindex) }
         var output = [UInt8](repeating: 0, count: packet.count + 256)
         var options = bpf_test_run_opts()
-        options.sz = MemoryLayout<bpf_test_run_opts>.size
+        options.sz = BPF.optionsSize(\bpf_test_run_opts.batch_size)
         options.data_size_in = UInt32(packet.count)
         options.data_size_out = UInt32(output.count)
         options.ctx_size_in = UInt32(MemoryLayout<__sk_buff>.size)
-        options.repeat = 1
+        options.repeat = Int32(clamping: max(1, `repeat`))
         let result = packet.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
                 withUnsafePointer(to: &context) { context in
@@ -162,6 +166,8 @@ public struct BPFProgram: Sendable {
             }
         }
         try BPF.check(result, "BPF_PROG_TEST_RUN(\(name), \(packet.count) bytes, ifindex \(ifindex ?? 0))")
-        return TestRun(returnValue: options.retval, packet: Array(output.prefix(Int(options.data_size_out))))
+        return TestRun(
+            returnValue: options.retval, packet: Array(output.prefix(Int(options.data_size_out))),
+            nanosecondsPerRun: options.duration)
     }
 }

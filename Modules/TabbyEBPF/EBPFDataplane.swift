@@ -11,7 +11,9 @@ import TabbyPolicy
 ///
 /// A changed policy gets a new program id: its tables are written first, then the endpoint's entry
 /// switches to it in one map update, then the old id's entries go, so a packet meets the old
-/// policy or the new one, never a mix. Every interface with the workload prefix gets the program,
+/// policy or the new one, never a mix. When only IP set members changed (the same classes and
+/// verdicts), the address entries change in place instead, as set members do in the other
+/// backends. An apply compiles only the endpoints its delta can affect. Every interface with the workload prefix gets the program,
 /// also those no endpoint names: their packets drop (fail closed). Maps are pinned under `pinRoot`,
 /// so a restarted agent keeps conntrack and, through `reconcile`, adopts the tables it finds.
 ///
@@ -67,7 +69,7 @@ public final class EBPFDataplane: Dataplane {
     public func apply(_ delta: PolicyDelta, resulting ir: PolicyIR) throws(DataplaneError) {
         let started = ContinuousClock.now
         do {
-            _ = try sync(ir, adopt: false)
+            _ = try sync(ir, adopt: false, dirty: Self.affectedEndpoints(delta, in: ir))
         } catch {
             state.withLock { $0.lastError = error.description }
             throw error
@@ -84,11 +86,42 @@ public final class EBPFDataplane: Dataplane {
     /// Compares the maps with `ir`: endpoints whose entry already names tables equal to the
     /// compiled ones are adopted as they are; others are rewritten; entries of no endpoint go.
     public func reconcile(_ ir: PolicyIR) throws(DataplaneError) -> [String] {
-        try sync(ir, adopt: true)
+        try sync(ir, adopt: true, dirty: nil)
     }
 
     public func sweep(keeping ir: PolicyIR) throws(DataplaneError) {
-        _ = try sync(ir, adopt: true)
+        _ = try sync(ir, adopt: true, dirty: nil)
+    }
+
+    /// The endpoints whose tables `delta` can change: those bound anew, those using a changed
+    /// policy or profile, and those using a policy or profile whose rules name a changed IP set.
+    /// Every other endpoint's tables are what they were, so an apply need not compile them again.
+    static func affectedEndpoints(_ delta: PolicyDelta, in ir: PolicyIR) -> Set<EndpointKey> {
+        var affected = Set(delta.endpointsBound.map(\.endpoint))
+        let changedSets = Set(
+            delta.ipSetsCreated.map(\.id) + delta.ipSetsRemoved + delta.ipSetMembersAdded.keys
+                + delta.ipSetMembersRemoved.keys)
+        func namesChangedSet(_ rules: [CompiledRule]) -> Bool {
+            rules.contains { rule in
+                (rule.source.referencedSets + rule.destination.referencedSets).contains(where: changedSets.contains)
+            }
+        }
+        var policies = Set((delta.policiesAdded + delta.policiesReplaced).map(\.id) + delta.policiesRemoved)
+        var profiles = Set((delta.profilesAdded + delta.profilesReplaced).map(\.name) + delta.profilesRemoved)
+        if !changedSets.isEmpty {
+            for (id, policy) in ir.policies where namesChangedSet(policy.ingress + policy.egress) { policies.insert(id) }
+            for (name, profile) in ir.profiles where namesChangedSet(profile.ingress + profile.egress) {
+                profiles.insert(name)
+            }
+        }
+        guard !policies.isEmpty || !profiles.isEmpty else { return affected }
+        for (key, endpoint) in ir.endpoints where !affected.contains(key) {
+            let uses =
+                endpoint.profiles.contains(where: profiles.contains)
+                || (endpoint.ingress + endpoint.egress).contains { $0.policies.contains(where: policies.contains) }
+            if uses { affected.insert(key) }
+        }
+        return affected
     }
 
     public func status() -> DataplaneStatus {
@@ -107,10 +140,31 @@ public final class EBPFDataplane: Dataplane {
         }
     }
 
-    /// Brings the kernel to `ir`; returns what it changed (for reconcile's report).
-    private func sync(_ ir: PolicyIR, adopt: Bool) throws(DataplaneError) -> [String] {
+    /// Detaches the program from every interface it is on and removes every endpoint entry and
+    /// policy table: what the node had before this dataplane. The pins stay (`BPFObject.removePins`).
+    public func removeEverything() throws(DataplaneError) {
         do {
-            return try state.withLock { state in try sync(ir, adopt: adopt, state: &state) }
+            try state.withLock { state in
+                for name in Set(state.attached.values) {
+                    for hook in TrafficControl.Hook.allCases {
+                        try TrafficControl.detach(from: name, hook: hook, namespace: namespacePath)
+                    }
+                }
+                for ifindex in try program.endpointEntries().keys { try program.removeEndpoint(ifindex: ifindex) }
+                for id in try program.policyProgramIDs() { try program.removePolicy(program: id) }
+                state.attached = [:]
+                state.bindings = [:]
+            }
+        } catch {
+            throw .kernel("removing the eBPF dataplane: \(error)")
+        }
+    }
+
+    /// Brings the kernel to `ir`; returns what it changed (for reconcile's report).
+    /// `dirty`: the only endpoints whose tables may have changed (nil: any).
+    private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?) throws(DataplaneError) -> [String] {
+        do {
+            return try state.withLock { state in try sync(ir, adopt: adopt, dirty: dirty, state: &state) }
         } catch let error as DataplaneError {
             throw error
         } catch let error as PolicyTableCompiler.Error {
@@ -120,7 +174,7 @@ public final class EBPFDataplane: Dataplane {
         }
     }
 
-    private func sync(_ ir: PolicyIR, adopt: Bool, state: inout State) throws -> [String] {
+    private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?, state: inout State) throws -> [String] {
         var report: [String] = []
         let prefix = configuration.workloadInterfacePrefix
         let links = try interfaces().filter { $0.name.hasPrefix(prefix) }
@@ -145,6 +199,12 @@ public final class EBPFDataplane: Dataplane {
         var wanted: [EndpointKey: Binding] = [:]
         for endpoint in ir.endpoints.values.sorted(by: { $0.endpoint < $1.endpoint }) where endpoint.kind == .workload {
             guard let interface = endpoint.interfaceName, let ifindex = byName[interface] else { continue }
+            if !adopt, let dirty, !dirty.contains(endpoint.endpoint), let bound = state.bindings[endpoint.endpoint],
+                bound.ifindex == ifindex
+            {
+                wanted[endpoint.endpoint] = bound
+                continue
+            }
             let ingress = try PolicyTableCompiler.compile(endpoint, direction: .ingress, in: ir)
             let egress = try PolicyTableCompiler.compile(endpoint, direction: .egress, in: ir)
             if let bound = state.bindings[endpoint.endpoint], bound.ifindex == ifindex,
@@ -174,19 +234,41 @@ public final class EBPFDataplane: Dataplane {
                 state.bindings[endpoint.endpoint] = wanted[endpoint.endpoint]
                 continue
             }
-            let binding = Binding(
-                interface: interface, ifindex: ifindex, ingress: state.nextProgram, egress: state.nextProgram + 1,
-                ingressTables: ingress, egressTables: egress)
-            state.nextProgram += 2
-            try program.writePolicy(ingress, program: binding.ingress)
-            try program.writePolicy(egress, program: binding.egress)
-            try program.setEndpoint(
-                ifindex: ifindex, .init(ingressProgram: binding.ingress, egressProgram: binding.egress))
-            if let old = state.bindings[endpoint.endpoint] {
-                if old.ifindex != ifindex { try program.removeEndpoint(ifindex: old.ifindex) }
-                try program.removePolicy(old.ingressTables, program: old.ingress)
-                try program.removePolicy(old.egressTables, program: old.egress)
+            let old = state.bindings[endpoint.endpoint].flatMap { adopt || $0.ifindex != ifindex ? nil : $0 }
+            var binding = Binding(
+                interface: interface, ifindex: ifindex, ingress: 0, egress: 0, ingressTables: ingress,
+                egressTables: egress)
+            var retired: [(PolicyTables, UInt32)] = []
+            for direction in [Direction.ingress, .egress] {
+                let tables = direction == .ingress ? ingress : egress
+                let oldID = old.map { direction == .ingress ? $0.ingress : $0.egress }
+                let oldTables = old.map { direction == .ingress ? $0.ingressTables : $0.egressTables }
+                let id: UInt32
+                if let oldID, let oldTables, oldTables == tables {
+                    id = oldID
+                } else if let oldID, let oldTables, oldTables.differsOnlyInAddresses(from: tables) {
+                    // Same classes, same verdicts: only which peers fall in which class moved (an
+                    // IP set member came or went). Each address entry changes on its own, as a set
+                    // member would; no packet meets a class that means something else.
+                    try program.updateAddresses(from: oldTables, to: tables, program: oldID)
+                    id = oldID
+                } else {
+                    id = state.nextProgram
+                    state.nextProgram += 1
+                    try program.writePolicy(tables, program: id)
+                    if let oldID, let oldTables { retired.append((oldTables, oldID)) }
+                }
+                if direction == .ingress { binding.ingress = id } else { binding.egress = id }
             }
+            if old?.ingress != binding.ingress || old?.egress != binding.egress {
+                try program.setEndpoint(
+                    ifindex: ifindex, .init(ingressProgram: binding.ingress, egressProgram: binding.egress))
+            }
+            if let previous = state.bindings[endpoint.endpoint], old == nil {
+                if previous.ifindex != ifindex { try program.removeEndpoint(ifindex: previous.ifindex) }
+                retired += [(previous.ingressTables, previous.ingress), (previous.egressTables, previous.egress)]
+            }
+            for (tables, id) in retired { try program.removePolicy(tables, program: id) }
             state.bindings[endpoint.endpoint] = binding
             wanted[endpoint.endpoint] = binding
             if adopt { report.append("programmed \(endpoint.endpoint) on \(interface)") }

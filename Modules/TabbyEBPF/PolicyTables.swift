@@ -32,6 +32,13 @@ public struct PolicyTables: Equatable, Sendable {
     /// The verdict of every combination not in `verdicts`.
     public var defaultVerdict = TCProgram.Verdict(.deny, rule: PolicyTableCompiler.noProfileMatched)
 
+    /// True when only the address table differs: the same port classes and the same verdict for
+    /// every class combination, so the address entries can change in place, one at a time.
+    public func differsOnlyInAddresses(from other: PolicyTables) -> Bool {
+        ports == other.ports && verdicts == other.verdicts && defaultVerdict == other.defaultVerdict
+            && addresses != other.addresses
+    }
+
     /// What the tc program decides for a new flow, by the same lookups in Swift (longest prefix,
     /// then the verdict or the default).
     public func verdict(protocol proto: UInt8, port: UInt16, peer: IPv4Address) -> TCProgram.Verdict {
@@ -420,60 +427,90 @@ private struct Compiler {
     /// the LPM entries: one per CIDR any rule names, its class being the rules whose conditions hold
     /// for every address whose longest named prefix it is. A named CIDR holds all those addresses
     /// exactly when it contains that prefix, so each prefix is evaluated through its named ancestors.
+    ///
+    /// Rules with the same peer conditions (often hundreds of policies naming one set) are
+    /// evaluated once, as one signature, so the work grows with prefixes times signatures in reach,
+    /// not prefixes times rules.
     func addressClassification() -> ([PolicyTables.AddressEntry], [[Int]]) {
-        let caring = rules.indices.filter { live[$0] && !conditions[$0].addressTrivial }
-        var setPrefixes: [IPSetID: Set<Prefix4>] = [:]
-        for (id, set) in ir.ipSets {
-            setPrefixes[id] = Set(set.members.compactMap { if case .net(let net) = $0 { Prefix4(net) } else { nil } })
-        }
-        struct PeerMatch {
+        struct PeerMatch: Hashable {
             var nets: [Prefix4]
             var notNets: [Prefix4]
             var ipSets: [IPSetID]
             var notIPSets: [IPSetID]
-            /// Whether the rule can hold with none of its prefixes containing the address.
-            var holdsWithoutHits: Bool
+            /// Whether the match can hold with none of its prefixes containing the address.
+            var holdsWithoutHits: Bool { nets.isEmpty && ipSets.isEmpty }
         }
-        var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
-        var rulesReferencing: [Prefix4: [Int]] = [:]
-        var matches: [Int: PeerMatch] = [:]
-        var holdingWithoutHits: [Int] = []
-        for index in caring {
+        var signatures: [PeerMatch] = []
+        var signatureOf: [PeerMatch: Int] = [:]
+        var rulesOf: [[Int]] = []
+        for index in rules.indices where live[index] && !conditions[index].addressTrivial {
             let entity = rules[index].rule[keyPath: peerSide]
             let match = PeerMatch(
                 nets: entity.nets.compactMap(Prefix4.init), notNets: entity.notNets.compactMap(Prefix4.init),
-                ipSets: entity.ipSets, notIPSets: entity.notIPSets,
-                holdsWithoutHits: entity.nets.isEmpty && entity.ipSets.isEmpty)
-            matches[index] = match
-            if match.holdsWithoutHits { holdingWithoutHits.append(index) }
-            var referenced = Set(match.nets + match.notNets)
-            for id in match.ipSets + match.notIPSets { referenced.formUnion(setPrefixes[id] ?? []) }
-            for prefix in referenced { rulesReferencing[prefix, default: []].append(index) }
-            prefixes.formUnion(referenced)
+                ipSets: entity.ipSets, notIPSets: entity.notIPSets)
+            if let known = signatureOf[match] {
+                rulesOf[known].append(index)
+            } else {
+                signatureOf[match] = signatures.count
+                signatures.append(match)
+                rulesOf.append([index])
+            }
+        }
+        // Which named prefixes each referenced set holds, and who refers to what.
+        var setsHolding: [Prefix4: [IPSetID]] = [:]
+        var signaturesNaming: [Prefix4: [Int]] = [:]
+        var signaturesUsing: [IPSetID: [Int]] = [:]
+        var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
+        var holdingWithoutHits: [Int] = []
+        for (signature, match) in signatures.enumerated() {
+            if match.holdsWithoutHits { holdingWithoutHits.append(signature) }
+            for prefix in Set(match.nets + match.notNets) {
+                signaturesNaming[prefix, default: []].append(signature)
+                prefixes.insert(prefix)
+            }
+            for id in Set(match.ipSets + match.notIPSets) {
+                if signaturesUsing[id] == nil {
+                    for member in ir.ipSets[id]?.members ?? [] {
+                        guard case .net(let net) = member, let prefix = Prefix4(net) else { continue }
+                        setsHolding[prefix, default: []].append(id)
+                        prefixes.insert(prefix)
+                    }
+                }
+                signaturesUsing[id, default: []].append(signature)
+            }
         }
         var classes: [[Int]] = []
         var classOf: [[Int]: UInt32] = [:]
         var entries: [PolicyTables.AddressEntry] = []
         for prefix in prefixes.sorted(by: { ($0.length, $0.value) < ($1.length, $1.value) }) {
-            let ancestors = Set((0...prefix.length).map { Prefix4(prefix.value, $0) }.filter(prefixes.contains))
+            // The named prefixes containing this one: every address it stands for is in exactly these.
+            var ancestors = Set<Prefix4>()
+            var sets = Set<IPSetID>()
             var candidates = Set(holdingWithoutHits)
-            for ancestor in ancestors { candidates.formUnion(rulesReferencing[ancestor] ?? []) }
-            let members = candidates.sorted().filter { index in
-                let match = matches[index]!
-                func inSet(_ id: IPSetID) -> Bool { !(setPrefixes[id] ?? []).isDisjoint(with: ancestors) }
+            for length in 0...prefix.length {
+                let ancestor = Prefix4(prefix.value, length)
+                guard prefixes.contains(ancestor) else { continue }
+                ancestors.insert(ancestor)
+                candidates.formUnion(signaturesNaming[ancestor] ?? [])
+                for id in setsHolding[ancestor] ?? [] where sets.insert(id).inserted {
+                    candidates.formUnion(signaturesUsing[id] ?? [])
+                }
+            }
+            let holding = candidates.sorted().filter { signature in
+                let match = signatures[signature]
                 if !match.nets.isEmpty, !match.nets.contains(where: ancestors.contains) { return false }
                 if match.notNets.contains(where: ancestors.contains) { return false }
-                if !match.ipSets.allSatisfy(inSet) { return false }
-                if match.notIPSets.contains(where: inSet) { return false }
+                if !match.ipSets.allSatisfy(sets.contains) { return false }
+                if match.notIPSets.contains(where: sets.contains) { return false }
                 return true
             }
             let id: UInt32
-            if let known = classOf[members] {
+            if let known = classOf[holding] {
                 id = known
             } else {
                 id = UInt32(classes.count)
-                classes.append(members)
-                classOf[members] = id
+                classes.append(holding.flatMap { rulesOf[$0] }.sorted())
+                classOf[holding] = id
             }
             entries.append(.init(cidr: prefix.cidr, addressClass: id))
         }

@@ -302,6 +302,20 @@ extension TCProgram {
         try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, tables.defaultVerdict)
     }
 
+    /// Moves policy program `program`'s address table from `old`'s entries to `new`'s: writes the
+    /// new and changed entries, then deletes those `new` lacks. For tables that differ only in
+    /// addresses (`differsOnlyInAddresses`): each entry change is atomic on its own.
+    public func updateAddresses(from old: PolicyTables, to new: PolicyTables, program: UInt32) throws {
+        let before = Dictionary(old.addresses.map { ($0.cidr, $0.addressClass) }, uniquingKeysWith: { a, _ in a })
+        let after = Dictionary(new.addresses.map { ($0.cidr, $0.addressClass) }, uniquingKeysWith: { a, _ in a })
+        for (cidr, addressClass) in after where before[cidr] != addressClass {
+            try setAddressClass(program: program, cidr: cidr, addressClass: addressClass)
+        }
+        for cidr in before.keys where after[cidr] == nil {
+            try addresses.delete(key: try Self.addressKey(program: program, cidr: cidr))
+        }
+    }
+
     /// Deletes what `writePolicy(tables, program:)` wrote. Entries already gone are not an error.
     public func removePolicy(_ tables: PolicyTables, program: UInt32) throws {
         try verdicts.delete(key: native(program) + native(Self.anyClass) + native(Self.anyClass))

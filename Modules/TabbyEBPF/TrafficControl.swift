@@ -34,7 +34,7 @@ public enum TrafficControl {
             if created != -EEXIST { try BPF.check(created, "bpf_tc_hook_create(\(interface), clsact)") }
             tcHook.attach_point = hook.attachPoint
             var options = bpf_tc_opts()
-            options.sz = MemoryLayout<bpf_tc_opts>.size
+            options.sz = BPF.optionsSize(\bpf_tc_opts.priority)
             options.prog_fd = fd
             options.handle = handle
             options.priority = priority
@@ -49,7 +49,7 @@ public enum TrafficControl {
         try inNamespace(namespace) {
             guard var tcHook = try? makeHook(interface, attachPoint: hook.attachPoint) else { return }
             var options = bpf_tc_opts()
-            options.sz = MemoryLayout<bpf_tc_opts>.size
+            options.sz = BPF.optionsSize(\bpf_tc_opts.priority)
             options.handle = handle
             options.priority = priority
             let result = bpf_tc_detach(&tcHook, &options)
@@ -63,7 +63,7 @@ public enum TrafficControl {
         try inNamespace(namespace) {
             var tcHook = try makeHook(interface, attachPoint: hook.attachPoint)
             var options = bpf_tc_opts()
-            options.sz = MemoryLayout<bpf_tc_opts>.size
+            options.sz = BPF.optionsSize(\bpf_tc_opts.priority)
             options.handle = handle
             options.priority = priority
             let result = bpf_tc_query(&tcHook, &options)
@@ -78,7 +78,7 @@ public enum TrafficControl {
         let index = if_nametoindex(interface)
         guard index != 0 else { throw BPF.Error.system(errno: errno, operation: "if_nametoindex(\(interface))") }
         var hook = bpf_tc_hook()
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
+        hook.sz = BPF.optionsSize(\bpf_tc_hook.parent)
         hook.ifindex = Int32(index)
         hook.attach_point = attachPoint
         return hook

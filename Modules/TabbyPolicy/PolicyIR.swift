@@ -183,7 +183,8 @@ public struct CompiledEntityMatch: Hashable, Sendable {
     public var hasPortMatch: Bool { !ports.isEmpty || !namedPortSets.isEmpty }
     public var hasNotPortMatch: Bool { !notPorts.isEmpty || !notNamedPortSets.isEmpty }
 
-    var referencedSets: [IPSetID] { ipSets + notIPSets + namedPortSets + notNamedPortSets }
+    /// Every IP set the match names.
+    public var referencedSets: [IPSetID] { ipSets + notIPSets + namedPortSets + notNamedPortSets }
 }
 
 public struct CompiledRule: Hashable, Sendable {
