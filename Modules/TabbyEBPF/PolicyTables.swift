@@ -194,12 +194,22 @@ private struct Compiler {
                 for p in ports { for a in addresses { try add(Pair(port: p, address: a)) } }
             }
         }
+        // Per class, once: a port class's rules indifferent to addresses, an address class's rules
+        // indifferent to ports, and an address class's rules as a set (with 10,000 rules, doing
+        // these per pair was most of the work).
+        var portOnly: [Int: [Int]] = [:]
+        var addressOnly: [Int: [Int]] = [:]
+        var addressClassSets: [Int: Set<Int>] = [:]
         for pair in candidates.sorted(by: { ($0.port, $0.address) < ($1.port, $1.address) }) {
-            var matched = always
-            for rule in portClasses[Int(pair.port)] where addressTrivialRules.contains(rule) { matched.append(rule) }
-            for rule in addressClasses[Int(pair.address)] where portTrivialRules.contains(rule) { matched.append(rule) }
-            let bothSides = Set(addressClasses[Int(pair.address)])
-            for rule in portClasses[Int(pair.port)] where bothSides.contains(rule) { matched.append(rule) }
+            let (port, address) = (Int(pair.port), Int(pair.address))
+            if portOnly[port] == nil { portOnly[port] = portClasses[port].filter(addressTrivialRules.contains) }
+            if addressOnly[address] == nil {
+                addressOnly[address] = addressClasses[address].filter(portTrivialRules.contains)
+                addressClassSets[address] = Set(addressClasses[address])
+            }
+            var matched = always + portOnly[port]! + addressOnly[address]!
+            let bothSides = addressClassSets[address]!
+            for rule in portClasses[port] where bothSides.contains(rule) { matched.append(rule) }
             let verdict = decide(matched: matched.sorted())
             if verdict != tables.defaultVerdict {
                 tables.verdicts.append(.init(portClass: pair.port, addressClass: pair.address, verdict: verdict))
