@@ -342,7 +342,7 @@ struct LabEndToEndTests {
 
     /// `natOutgoing`: with it, a pod reaches an address outside every pool (the underlay's) as
     /// its node; without it the reply has no way back (the underlay has no route to pods).
-    @Test(arguments: ["nftables", "iptables"])
+    @Test(arguments: ["nftables", "iptables", "ebpf"])
     func natOutgoingMasqueradesTrafficLeavingThePools(dataplane: String) throws {
         let run = LabRun(datastore: "embedded")
         let up = try run.lab(["up", "--nodes", "1", "--dataplane", dataplane])

@@ -43,6 +43,12 @@ public struct OutgoingNAT: Sendable, Hashable {
     public static let none = OutgoingNAT()
 }
 
+/// Programs `natOutgoing` for a dataplane that leaves it to another kernel facility (the eBPF
+/// backend hands it to netfilter's masquerade: `NftOutgoingNAT`).
+public protocol OutgoingNATProgrammer: Sendable {
+    func set(_ nat: OutgoingNAT) throws(DataplaneError)
+}
+
 /// Settings every backend honours.
 public struct DataplaneConfiguration: Sendable, Hashable {
     /// Host interfaces of workloads start with this (Calico's `cali`).

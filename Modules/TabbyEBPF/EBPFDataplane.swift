@@ -17,14 +17,18 @@ import TabbyPolicy
 /// also those no endpoint names: their packets drop (fail closed). Maps are pinned under `pinRoot`,
 /// so a restarted agent keeps conntrack and, through `reconcile`, adopts the tables it finds.
 ///
-/// Not yet: host endpoints (left unprogrammed, as the nftables backend does), IPv6, outgoing NAT,
-/// interfaces that appear between two applies (attached at the next apply or reconcile).
+/// `natOutgoing` goes to `outgoingNAT` (tabbyd gives it netfilter's masquerade); without one,
+/// a pool with `natOutgoing` is refused as unsupported.
+///
+/// Not yet: host endpoints (left unprogrammed, as the nftables backend does), IPv6, interfaces that appear between two applies (attached at the next apply or reconcile).
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
     public let configuration: DataplaneConfiguration
     /// The node's network namespace (`/run/netns/X`), nil for the caller's own.
     public let namespacePath: String?
     public let program: TCProgram
+    /// Who programs `natOutgoing`; nil: not available in this build.
+    public let outgoingNAT: (any OutgoingNATProgrammer)?
 
     struct Binding: Equatable {
         var interface: String
@@ -49,10 +53,12 @@ public final class EBPFDataplane: Dataplane {
 
     /// Loads (or, with maps pinned under `pinRoot`, reuses) the tc program and writes the failsafe
     /// ports. Requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.
-    public init(pinRoot: String, namespacePath: String?, configuration: DataplaneConfiguration = .calicoDefaults)
-        throws
-    {
+    public init(
+        pinRoot: String, namespacePath: String?, configuration: DataplaneConfiguration = .calicoDefaults,
+        outgoingNAT: (any OutgoingNATProgrammer)? = nil
+    ) throws {
         self.configuration = configuration
+        self.outgoingNAT = outgoingNAT
         self.namespacePath = namespacePath
         program = try TCProgram(pinRoot: pinRoot)
         for port in configuration.failsafeInbound {
@@ -135,8 +141,11 @@ public final class EBPFDataplane: Dataplane {
     }
 
     public func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError) {
+        if let outgoingNAT { return try outgoingNAT.set(nat) }
         guard nat.natPools.isEmpty else {
-            throw .unsupported("natOutgoing with the eBPF dataplane (not implemented yet): use --dataplane nftables")
+            throw .unsupported(
+                "natOutgoing with the eBPF dataplane needs the nftables backend in the build (trait NFTables) for its masquerade"
+            )
         }
     }
 

@@ -52,8 +52,14 @@ enum Dataplanes {
         #if EBPF
             case "ebpf":
                 // Pinned per node, so a restarted agent reuses its maps (conntrack, policy tables).
+                // natOutgoing through netfilter's masquerade when nftables is in the build.
+                var outgoingNAT: (any OutgoingNATProgrammer)? = nil
+                #if NFTables
+                    outgoingNAT = NftOutgoingNAT(committer: try NftNetlinkCommitter())
+                #endif
                 return try EBPFDataplane(
-                    pinRoot: "\(bpfPinRoot)/\(node)", namespacePath: nil, configuration: configuration)
+                    pinRoot: "\(bpfPinRoot)/\(node)", namespacePath: nil, configuration: configuration,
+                    outgoingNAT: outgoingNAT)
         #endif
         default:
             throw ValidationError(

@@ -101,13 +101,41 @@ extension NftCompilerTests {
 final class RecordingCommitter: NftCommitter, @unchecked Sendable {
     // @unchecked: tests call from one task.
     var commits: [[NftChange]] = []
+    var tableDeletions = 0
     func commit(_ changes: [NftChange]) throws(DataplaneError) { commits.append(changes) }
     func readBack() throws(DataplaneError) -> NftKernelSummary? { nil }
-    func deleteTable() throws(DataplaneError) {}
+    func deleteTable() throws(DataplaneError) { tableDeletions += 1 }
     func deleteOtherTabbyTables() throws(DataplaneError) -> [String] { [] }
 }
 
 extension NftCompilerTests {
+    /// natOutgoing for the eBPF backend: the first call replaces the table (another backend's
+    /// leftovers go), an unchanged setting sends nothing, a new pool only its element, and no NAT
+    /// pool at all deletes the table.
+    @Test func outgoingNATAloneReplacesThenSendsDifferences() throws {
+        let committer = RecordingCommitter()
+        let nat = NftOutgoingNAT(committer: committer)
+        let pools = [CIDR("10.65.0.0/16")!]
+        try nat.set(OutgoingNAT(natPools: pools, allPools: pools))
+        #expect(committer.commits.count == 1)
+        guard case .replaceTable(let plan) = committer.commits.first?.first else {
+            Issue.record("the first set should write the whole table: \(committer.commits)")
+            return
+        }
+        #expect(Set(plan.chains.keys) == ["nat-outgoing"])
+        #expect(plan.chains["nat-outgoing"]?.rules.count == 1)
+        try nat.set(OutgoingNAT(natPools: pools, allPools: pools))
+        #expect(committer.commits.count == 1)
+        let more = pools + [CIDR("10.66.0.0/16")!]
+        try nat.set(OutgoingNAT(natPools: pools, allPools: more))
+        #expect(committer.commits.count == 2)
+        #expect(committer.commits.last == [.addElements(set: "pools-all-v4", ["10.66.0.0/16"])])
+        try nat.set(.none)
+        #expect(committer.tableDeletions == 1)
+        try nat.set(.none)
+        #expect(committer.tableDeletions == 1)
+    }
+
     /// A change of set members sends those elements and nothing else.
     @Test func aMemberChangeSendsOnlyThatElement() throws {
         let manifest = Manifest(text: Self.manifest, source: "test")
