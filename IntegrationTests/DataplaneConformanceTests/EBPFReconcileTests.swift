@@ -53,6 +53,52 @@
         }
     }
 
+    extension EBPFReconcileTests {
+        /// A policy the tables cannot express yet (egress to a named port) fails the apply with an
+        /// error naming the endpoint, drops all of that endpoint's traffic, and leaves every other
+        /// endpoint programmed; an expressible policy in its place brings it back.
+        @Test func anUnexpressiblePolicyFailsClosedForItsEndpointOnly() throws {
+            let pinRoot = "/sys/fs/bpf/tabby-test-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+            defer { BPFObject.removePins(at: pinRoot) }
+            let kit = try ConformanceKit { node in try EBPFDataplane(pinRoot: pinRoot, namespacePath: node) }
+            defer { kit.tearDown() }
+            func policy(_ port: String) -> String {
+                """
+                apiVersion: projectcalico.org/v3
+                kind: NetworkPolicy
+                metadata: {name: egress-to-80, namespace: x}
+                spec:
+                  selector: pod == 'a'
+                  types: [Egress]
+                  egress:
+                  - action: Allow
+                    protocol: TCP
+                    destination: {ports: [\(port)]}
+                """
+            }
+            #expect {
+                try kit.load(policy("serve-80-tcp"))
+            } throws: { error in
+                "\(error)".contains("x/a") && "\(error)".contains("failing closed")
+            }
+            let status = kit.dataplane.status()
+            #expect(!status.healthy && status.detail.contains("x/a"), "\(status)")
+            let probes = kit.grid()
+            let results = try kit.lab.probe(probes)
+            let pod = try #require(kit.lab.pod("x", "a"))
+            for probe in probes {
+                if probe.from == pod || probe.to == pod.address {
+                    #expect(results[probe] == false, "\(probe) passed an endpoint failing closed")
+                } else {
+                    #expect(results[probe] == (kit.expected(probe).verdict == .allow), "\(probe)")
+                }
+            }
+            try kit.load(policy("80"))
+            #expect(kit.dataplane.status().healthy)
+            #expect(try kit.check(kit.grid(), context: "numeric port").isEmpty)
+        }
+    }
+
     extension TCProgram {
         func allowAll(program: UInt32) throws {
             try setPortClass(program: program, protocol: nil, ports: nil, portClass: 0)

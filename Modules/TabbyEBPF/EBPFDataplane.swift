@@ -47,6 +47,9 @@ public final class EBPFDataplane: Dataplane {
         var applies = 0
         var lastApplySeconds: Double?
         var lastError: String?
+        /// Endpoints whose policy the tables cannot express yet: they drop everything (fail
+        /// closed) until their policy changes; the reason per endpoint.
+        var unexpressible: [EndpointKey: String] = [:]
     }
     // Mutex: the agent applies from one task, status may be read from another.
     private let state = Mutex(State())
@@ -133,8 +136,12 @@ public final class EBPFDataplane: Dataplane {
     public func status() -> DataplaneStatus {
         state.withLock { state in
             DataplaneStatus(
-                healthy: state.lastError == nil,
+                healthy: state.lastError == nil && state.unexpressible.isEmpty,
                 detail: state.lastError
+                    ?? (state.unexpressible.isEmpty
+                        ? nil
+                        : "failing closed for \(state.unexpressible.count) endpoints: "
+                            + state.unexpressible.values.sorted().joined(separator: "; "))
                     ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
                 applies: state.applies, lastApplySeconds: state.lastApplySeconds)
         }
@@ -173,7 +180,17 @@ public final class EBPFDataplane: Dataplane {
     /// `dirty`: the only endpoints whose tables may have changed (nil: any).
     private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?) throws(DataplaneError) -> [String] {
         do {
-            return try state.withLock { state in try sync(ir, adopt: adopt, dirty: dirty, state: &state) }
+            let (report, unexpressible) = try state.withLock { state in
+                let report = try sync(ir, adopt: adopt, dirty: dirty, state: &state)
+                return (report, state.unexpressible)
+            }
+            // Every other endpoint is programmed; say which ones the tables could not express.
+            let new = unexpressible.filter { dirty == nil || dirty!.contains($0.key) }
+            if !new.isEmpty {
+                throw DataplaneError.unsupported(
+                    "failing closed (dropping all traffic) for: " + new.values.sorted().joined(separator: "; "))
+            }
+            return report
         } catch let error as DataplaneError {
             throw error
         } catch let error as PolicyTableCompiler.Error {
@@ -214,8 +231,19 @@ public final class EBPFDataplane: Dataplane {
                 wanted[endpoint.endpoint] = bound
                 continue
             }
-            let ingress = try PolicyTableCompiler.compile(endpoint, direction: .ingress, in: ir)
-            let egress = try PolicyTableCompiler.compile(endpoint, direction: .egress, in: ir)
+            let ingress: PolicyTables
+            let egress: PolicyTables
+            do throws(PolicyTableCompiler.Error) {
+                (ingress, egress) = (
+                    try PolicyTableCompiler.compile(endpoint, direction: .ingress, in: ir),
+                    try PolicyTableCompiler.compile(endpoint, direction: .egress, in: ir)
+                )
+                state.unexpressible[endpoint.endpoint] = nil
+            } catch {
+                // Fail closed for this endpoint alone: tables with no classes drop every packet.
+                state.unexpressible[endpoint.endpoint] = "\(endpoint.endpoint): \(error)"
+                (ingress, egress) = (PolicyTables(), PolicyTables())
+            }
             if let bound = state.bindings[endpoint.endpoint], bound.ifindex == ifindex,
                 bound.ingressTables == ingress, bound.egressTables == egress
             {
@@ -290,6 +318,7 @@ public final class EBPFDataplane: Dataplane {
             try program.removePolicy(old.egressTables, program: old.egress)
             state.bindings[key] = nil
         }
+        for key in state.unexpressible.keys where ir.endpoints[key] == nil { state.unexpressible[key] = nil }
         if adopt {
             // What no endpoint of `ir` uses: entries of vanished interfaces, tables of old program ids.
             let wantedIndexes = Set(wanted.values.map(\.ifindex))
