@@ -10,7 +10,7 @@
 // PATH is a SQLite file, or `-` for the datastore the environment names (DATASTORE_TYPE,
 // TABBY_STORE, ETCD_ENDPOINTS, ...), so the same test runs against etcd. A SQLite file is opened
 // with SQLiteStore (GRDB), or with SQLiteOneShotStore (as the CNI plugin does) when the first
-// argument is --one-shot.
+// argument is --one-shot (for `-`: `makeStore(shortLived: true)`, as the plugin calls it).
 // Prints one line of statistics; exits 1 with the error on stderr on failure.
 import Foundation
 import TabbyIPAM
@@ -84,7 +84,8 @@ if arguments.count == 6 && arguments[1] == "allocate" {
     do {
         let store: any KeyValueStore =
             arguments[2] == "-"
-            ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
+            ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore(
+                shortLived: oneShot)
             : try openSQLite(arguments[2])
         try await allocate(store, node: arguments[3], count: count, prefix: arguments[5])
         await store.close()
@@ -104,7 +105,8 @@ let started = ContinuousClock.now
 do {
     let store: any KeyValueStore =
         path == "-"
-        ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
+        ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore(
+            shortLived: oneShot)
         : try openSQLite(path)
     switch command {
     case "increment":
