@@ -102,6 +102,8 @@ let package = Package(
             dependencies: [
                 "TabbyCore", "CTabbySQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API, for the one-shot store (the same libsqlite3 GRDB uses).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

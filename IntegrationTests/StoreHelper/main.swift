@@ -8,7 +8,9 @@
 //                                                  handles HANDLE_PREFIX-0..., printing each address
 //
 // PATH is a SQLite file, or `-` for the datastore the environment names (DATASTORE_TYPE,
-// TABBY_STORE, ETCD_ENDPOINTS, ...), so the same test runs against etcd.
+// TABBY_STORE, ETCD_ENDPOINTS, ...), so the same test runs against etcd. A SQLite file is opened
+// with SQLiteStore (GRDB), or with SQLiteOneShotStore (as the CNI plugin does) when the first
+// argument is --one-shot (for `-`: `makeStore(shortLived: true)`, as the plugin calls it).
 // Prints one line of statistics; exits 1 with the error on stderr on failure.
 import Foundation
 import TabbyIPAM
@@ -67,14 +69,24 @@ func allocate(_ store: any KeyValueStore, node: String, count: Int, prefix: Stri
     }
 }
 
-let arguments = CommandLine.arguments
+var arguments = CommandLine.arguments
+let oneShot = arguments.count > 1 && arguments[1] == "--one-shot"
+if oneShot { arguments.remove(at: 1) }
+
+func openSQLite(_ path: String) throws(StoreError) -> any KeyValueStore {
+    let configuration = SQLiteStoreConfiguration(path: path)
+    return oneShot
+        ? try SQLiteOneShotStore(configuration: configuration) : try SQLiteStore(configuration: configuration)
+}
+
 if arguments.count == 6 && arguments[1] == "allocate" {
     guard let count = Int(arguments[4]) else { fail("COUNT must be a number, got \(arguments[4])") }
     do {
         let store: any KeyValueStore =
             arguments[2] == "-"
-            ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
-            : try SQLiteStore(configuration: SQLiteStoreConfiguration(path: arguments[2]))
+            ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore(
+                shortLived: oneShot)
+            : try openSQLite(arguments[2])
         try await allocate(store, node: arguments[3], count: count, prefix: arguments[5])
         await store.close()
         exit(0)
@@ -84,7 +96,8 @@ if arguments.count == 6 && arguments[1] == "allocate" {
 }
 guard arguments.count == 5 else {
     fail(
-        "usage: tabby-store-helper increment PATH KEY COUNT | put PATH KEY VALUE | allocate PATH NODE COUNT HANDLE_PREFIX"
+        "usage: tabby-store-helper [--one-shot] increment PATH KEY COUNT | put PATH KEY VALUE | allocate PATH NODE COUNT "
+            + "HANDLE_PREFIX"
     )
 }
 let (command, path, key) = (arguments[1], arguments[2], arguments[3])
@@ -92,8 +105,9 @@ let started = ContinuousClock.now
 do {
     let store: any KeyValueStore =
         path == "-"
-        ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore()
-        : try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+        ? try DatastoreConfiguration.fromEnvironment(ProcessInfo.processInfo.environment).makeStore(
+            shortLived: oneShot)
+        : try openSQLite(path)
     switch command {
     case "increment":
         guard let count = Int(arguments[4]) else { fail("COUNT must be a number, got \(arguments[4])") }

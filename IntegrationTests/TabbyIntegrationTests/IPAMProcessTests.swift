@@ -40,11 +40,15 @@ struct IPAMProcessTests {
         #expect(warmup.count == 2048)
         try await ipam.release(handleID: "warmup")
 
+        // Half the processes open the store as the CNI plugin does (SQLite: SQLiteOneShotStore),
+        // half as tabbyd and tabbyctl do (SQLiteStore).
         var children: [ChildProcess] = []
         for index in 0..<16 {
             let node = index < 12 ? "node-a" : "node-b"
+            let flags = index % 2 == 1 ? ["--one-shot"] : []
             children.append(
-                try ChildProcess.spawn(Self.helper(), ["allocate", "-", node, "200", "p\(index)"], environment: env))
+                try ChildProcess.spawn(
+                    Self.helper(), flags + ["allocate", "-", node, "200", "p\(index)"], environment: env))
         }
         var addresses: [String] = []
         for child in children {

@@ -155,9 +155,27 @@ public struct IPAM: Sendable {
             if limit > 0 && ownedBlocks >= limit { break }
             guard let claimed = try await claimBlock(node: request.node, pools: pools, context: context) else { break }
             guard let block = claimed else {
-                claimFailures += 1  // lost a race for that block: look for another
+                claimFailures += 1  // lost a race for that block
                 if claimFailures >= maxAttempts {
                     throw .contention(operation: "claiming a block", attempts: claimFailures)
+                }
+                // Most often a sibling process of this node (another CNI call) holds the claim,
+                // and the block will have room for this call too once it is confirmed. Claiming
+                // again at once only competes for the write lock the winner needs to finish (50
+                // ADDs at once on the SQLite store lost 100 races in a row that way): wait a
+                // little, then take from the node's blocks that appeared meanwhile.
+                await Self.backOff(attempt: claimFailures)
+                let fresh = try await self.affinities(node: request.node, family: family)
+                ownedBlocks = max(ownedBlocks, fresh.filter { $0.state != .pendingDeletion }.count)
+                for affinity in fresh
+                where affinity.state == .confirmed && inPools(affinity.cidr) != nil
+                    && !affineBlocks.contains(affinity.cidr)
+                {
+                    guard assigned.count < count else { break }
+                    affineBlocks.append(affinity.cidr)
+                    assigned += try await assign(
+                        count: count - assigned.count, in: affinity.cidr, owner: owner, pools: pools,
+                        context: context, onlyAffinity: request.node)
                 }
                 continue
             }
@@ -245,6 +263,13 @@ public struct IPAM: Sendable {
             }
         }
         throw .contention(operation: "assigning from block \(cidr)", attempts: maxAttempts)
+    }
+
+    /// A random pause of up to 1, 2, 4 ... 16 ms after the `attempt`th lost claim, so that the
+    /// losers of one race do not all come back together.
+    private static func backOff(attempt: Int) async {
+        let limit = 1 << min(attempt - 1, 4)
+        try? await Task.sleep(for: .microseconds(Int.random(in: 100...limit * 1000)))
     }
 
     /// Claims a free block of one of `pools` for `node`: pending affinity, block, confirmed

@@ -6,8 +6,16 @@ import Testing
 /// executable built next to the test binary.
 @Suite("SQLiteStore: many processes", .serialized)
 struct SQLiteMultiProcessTests {
-    @Test("8 processes x 500 compare-and-swap increments of one key end at exactly 4000")
-    func compareAndSwapIncrements() async throws {
+    /// Which store each process opens: all SQLiteStore (GRDB), or half of them SQLiteOneShotStore
+    /// (a CNI call's) beside tabbyd's kind.
+    enum Mix: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        case pool, poolAndOneShot
+        var testDescription: String { rawValue }
+    }
+
+    @Test(
+        "8 processes x 500 compare-and-swap increments of one key end at exactly 4000", arguments: Mix.allCases)
+    func compareAndSwapIncrements(mix: Mix) async throws {
         let processes = 8
         let increments = 500
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
@@ -15,9 +23,11 @@ struct SQLiteMultiProcessTests {
             let path = (directory as NSString).appendingPathComponent("store/tabby.db")
             let started = ContinuousClock.now
             let outputs = try await withThrowingTaskGroup(of: String.self) { group in
-                for _ in 0..<processes {
+                for index in 0..<processes {
+                    let flags = mix == .poolAndOneShot && index % 2 == 1 ? ["--one-shot"] : []
                     group.addTask {
-                        try await SQLiteTestSupport.runHelper(["increment", path, "/counter", String(increments)])
+                        try await SQLiteTestSupport.runHelper(
+                            flags + ["increment", path, "/counter", String(increments)])
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }

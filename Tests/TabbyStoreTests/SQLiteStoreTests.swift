@@ -164,8 +164,8 @@ struct SQLiteStoreOperationTests {
         }
     }
 
-    @Test("bad configurations fail with invalidConfiguration")
-    func invalidConfiguration() throws {
+    @Test("bad configurations fail with invalidConfiguration", arguments: SQLiteStoreKind.allCases)
+    func invalidConfiguration(kind: SQLiteStoreKind) throws {
         for configuration in [
             SQLiteStoreConfiguration(path: ""),
             SQLiteStoreConfiguration(path: ":memory:"),
@@ -173,7 +173,7 @@ struct SQLiteStoreOperationTests {
             SQLiteStoreConfiguration(path: "/tmp/x.db", watchPollInterval: .zero),
         ] {
             #expect {
-                _ = try SQLiteStore(configuration: configuration)
+                _ = try kind.open(configuration)
             } throws: { error in
                 guard case .invalidConfiguration = error as? StoreError else { return false }
                 return true
@@ -312,12 +312,12 @@ struct SQLiteStoreWatchTests {
 
 @Suite("SQLiteStore: files, permissions and damaged stores")
 struct SQLiteStoreFileTests {
-    @Test("creates its directory 0700 and the database, -wal and -shm files 0600")
-    func fileModes() async throws {
+    @Test("creates its directory 0700 and the database, -wal and -shm files 0600", arguments: SQLiteStoreKind.allCases)
+    func fileModes(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let storeDirectory = (directory as NSString).appendingPathComponent("var/lib/tabby")
             let path = (storeDirectory as NSString).appendingPathComponent("tabby.db")
-            let store = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+            let store = try kind.open(SQLiteStoreConfiguration(path: path))
             try await store.create("/k", value: data("v"))
             #expect(try SQLiteTestSupport.mode(of: storeDirectory) == 0o700)
             #expect(try SQLiteTestSupport.mode(of: path) == 0o600)
@@ -327,15 +327,16 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("a file of garbage is reported corrupted and left byte-for-byte unchanged")
-    func garbageFile() async throws {
+    @Test(
+        "a file of garbage is reported corrupted and left byte-for-byte unchanged", arguments: SQLiteStoreKind.allCases)
+    func garbageFile(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             var generator = SystemRandomNumberGenerator()
             let garbage = Data((0..<8192).map { _ in UInt8.random(in: 0...255, using: &generator) })
             try garbage.write(to: URL(fileURLWithPath: path))
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .corrupted(let store, let reason) = error as? StoreError else { return false }
                 return store == path && reason.contains(path) && reason.contains("move it away")
@@ -344,21 +345,21 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("a text file is reported corrupted and left unchanged")
-    func textFile() async throws {
+    @Test("a text file is reported corrupted and left unchanged", arguments: SQLiteStoreKind.allCases)
+    func textFile(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             let text = Data(String(repeating: "this is not a database\n", count: 200).utf8)
             try text.write(to: URL(fileURLWithPath: path))
             #expect(throws: StoreError.self) {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             }
             #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == text)
         }
     }
 
-    @Test("a store written by a newer Tabby is refused with a clear error")
-    func newerSchema() async throws {
+    @Test("a store written by a newer Tabby is refused with a clear error", arguments: SQLiteStoreKind.allCases)
+    func newerSchema(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             let store = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
@@ -372,7 +373,7 @@ struct SQLiteStoreFileTests {
             try bytes.write(to: URL(fileURLWithPath: path))
 
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .unavailable(_, let reason) = error as? StoreError else { return false }
                 return reason.contains("schema version 99") && reason.contains("upgrade Tabby")
@@ -381,13 +382,13 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("a directory where the file should be is a typed error")
-    func directoryInsteadOfFile() async throws {
+    @Test("a directory where the file should be is a typed error", arguments: SQLiteStoreKind.allCases)
+    func directoryInsteadOfFile(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .unavailable(let store, let reason) = error as? StoreError else { return false }
                 return store == path && reason.contains("is a directory")
@@ -395,14 +396,14 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("a path under a regular file is a typed error")
-    func pathUnderFile() async throws {
+    @Test("a path under a regular file is a typed error", arguments: SQLiteStoreKind.allCases)
+    func pathUnderFile(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let file = (directory as NSString).appendingPathComponent("plain")
             try data("x").write(to: URL(fileURLWithPath: file))
             let path = (file as NSString).appendingPathComponent("sub/tabby.db")
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .unavailable(let store, let reason) = error as? StoreError else { return false }
                 return store == path && reason.contains(file)
@@ -410,15 +411,17 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("an unreadable file is permissionDenied (skipped as root)", .enabled(if: getuid() != 0))
-    func unreadableFile() async throws {
+    @Test(
+        "an unreadable file is permissionDenied (skipped as root)", .enabled(if: getuid() != 0),
+        arguments: SQLiteStoreKind.allCases)
+    func unreadableFile(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             let store = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
             await store.close()
             try FileManager.default.setAttributes([.posixPermissions: 0o000], ofItemAtPath: path)
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .permissionDenied = error as? StoreError else { return false }
                 return true
@@ -426,8 +429,8 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("another program's SQLite database is refused and left unchanged")
-    func foreignDatabase() async throws {
+    @Test("another program's SQLite database is refused and left unchanged", arguments: SQLiteStoreKind.allCases)
+    func foreignDatabase(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             let store = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
@@ -437,7 +440,7 @@ struct SQLiteStoreFileTests {
             bytes.replaceSubrange(68..<72, with: [1, 2, 3, 4])
             try bytes.write(to: URL(fileURLWithPath: path))
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .corrupted(_, let reason) = error as? StoreError else { return false }
                 return reason.contains("another program")
@@ -446,8 +449,8 @@ struct SQLiteStoreFileTests {
         }
     }
 
-    @Test("damaged pages in a valid file are reported corrupted")
-    func damagedPages() async throws {
+    @Test("damaged pages in a valid file are reported corrupted", arguments: SQLiteStoreKind.allCases)
+    func damagedPages(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             let store = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
@@ -461,7 +464,7 @@ struct SQLiteStoreFileTests {
             try bytes.write(to: URL(fileURLWithPath: path))
 
             await #expect {
-                let reopened = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                let reopened = try kind.open(SQLiteStoreConfiguration(path: path))
                 defer { Task { await reopened.close() } }
                 _ = try await reopened.list(prefix: "/k/")
             } throws: { error in
@@ -473,14 +476,14 @@ struct SQLiteStoreFileTests {
 
     @Test(
         "another program's rollback-journal database is refused without being touched",
-        .enabled(if: SQLiteTestSupport.sqlite3 != nil))
-    func foreignRollbackDatabase() async throws {
+        .enabled(if: SQLiteTestSupport.sqlite3 != nil), arguments: SQLiteStoreKind.allCases)
+    func foreignRollbackDatabase(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
             try SQLiteTestSupport.runSQLite3(path, "CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('x');")
             let before = try Data(contentsOf: URL(fileURLWithPath: path))
             #expect {
-                _ = try SQLiteStore(configuration: SQLiteStoreConfiguration(path: path))
+                _ = try kind.open(SQLiteStoreConfiguration(path: path))
             } throws: { error in
                 guard case .corrupted(_, let reason) = error as? StoreError else { return false }
                 return reason.contains("not Tabby's")
@@ -492,12 +495,11 @@ struct SQLiteStoreFileTests {
 
     @Test(
         "a writer blocked by another process beyond busyTimeout gets unavailable",
-        .enabled(if: SQLiteTestSupport.sqlite3 != nil))
-    func busyTimeout() async throws {
+        .enabled(if: SQLiteTestSupport.sqlite3 != nil), arguments: SQLiteStoreKind.allCases)
+    func busyTimeout(kind: SQLiteStoreKind) async throws {
         try await SQLiteTestSupport.withTemporaryDirectory { directory in
             let path = (directory as NSString).appendingPathComponent("tabby.db")
-            let store = try SQLiteStore(
-                configuration: SQLiteStoreConfiguration(path: path, busyTimeout: .milliseconds(300)))
+            let store = try kind.open(SQLiteStoreConfiguration(path: path, busyTimeout: .milliseconds(300)))
 
             // Another process takes the write lock and keeps it.
             let shell = Process()

@@ -128,6 +128,24 @@ enum SQLiteTestSupport {
     }
 }
 
+/// The two SQLite stores on the same file format: the tests of files, permissions and damaged
+/// stores run against both, because the CNI plugin opens the one-shot store.
+enum SQLiteStoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    /// `SQLiteStore` (GRDB, a pool of connections).
+    case pool
+    /// `SQLiteOneShotStore` (SQLite's C API, one connection).
+    case oneShot
+
+    var testDescription: String { rawValue }
+
+    func open(_ configuration: SQLiteStoreConfiguration) throws -> any KeyValueStore {
+        switch self {
+        case .pool: return try SQLiteStore(configuration: configuration)
+        case .oneShot: return try SQLiteOneShotStore(configuration: configuration)
+        }
+    }
+}
+
 /// A counter shared with the collecting task, for timeout messages.
 final class SQLiteReceivedEvents: Sendable {
     /// Guards the number of events received so far.

@@ -5,8 +5,9 @@ import Testing
 
 /// The backends every conformance test runs against.
 enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    /// `sqliteSingleConnection`: the one-connection mode the CNI plugin opens.
-    case memory, sqlite, sqliteSingleConnection, etcd
+    /// `sqliteSingleConnection`: SQLiteStore's one-connection mode; `sqliteOneShot`: the store
+    /// the CNI plugin opens (`SQLiteOneShotStore`, no GRDB).
+    case memory, sqlite, sqliteSingleConnection, sqliteOneShot, etcd
 
     var testDescription: String { rawValue }
 
@@ -17,12 +18,14 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case .memory:
             let store = InMemoryStore()
             return (store, prefix, { await store.close() })
-        case .sqlite, .sqliteSingleConnection:
+        case .sqlite, .sqliteSingleConnection, .sqliteOneShot:
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "tabby-store-\(UUID().uuidString)")
             var configuration = SQLiteStoreConfiguration(path: directory.appendingPathComponent("tabby.db").path)
             configuration.singleConnection = self == .sqliteSingleConnection
-            let store = try SQLiteStore(configuration: configuration)
+            let store: any KeyValueStore =
+                self == .sqliteOneShot
+                ? try SQLiteOneShotStore(configuration: configuration) : try SQLiteStore(configuration: configuration)
             return (
                 store, prefix,
                 {

@@ -120,14 +120,15 @@ public struct DatastoreConfiguration: Sendable, Hashable {
     }
 
     /// Opens the configured store.
-    /// `shortLived`: the caller is a one-shot process (the CNI plugin): an embedded store opens
-    /// one connection instead of a pool, which is cheaper to open.
+    /// `shortLived`: the caller is a one-shot process (the CNI plugin): an embedded store is a
+    /// `SQLiteOneShotStore`, one connection through SQLite's C API, which costs a CNI call less to
+    /// open and use than GRDB (docs/benchmarks.md).
     public func makeStore(shortLived: Bool = false) throws(StoreError) -> any KeyValueStore {
         try check()
         switch kind {
         case .embedded:
-            var configuration = SQLiteStoreConfiguration(path: path)
-            configuration.singleConnection = shortLived
+            let configuration = SQLiteStoreConfiguration(path: path)
+            if shortLived { return try SQLiteOneShotStore(configuration: configuration) }
             return try SQLiteStore(configuration: configuration)
         case .etcdv3:
             return try EtcdStore(

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 
 #if canImport(Glibc)
     import Glibc
@@ -9,37 +10,50 @@ import GRDB
     import Darwin
 #endif
 
-/// Turns whatever GRDB or SQLite raised into a `StoreError` naming the database file.
+/// Turns whatever GRDB, `SQLiteConnection` or SQLite raised into a `StoreError` naming the database file.
 enum SQLiteErrorMapping {
     static func storeError(_ error: any Error, path: String, busyTimeout: Duration) -> StoreError {
         if let storeError = error as? StoreError { return storeError }
         if error is CancellationError {
             return .backend(store: path, reason: "the operation was cancelled before it completed")
         }
+        if let connectionError = error as? SQLiteConnection.Error {
+            return storeError(
+                code: connectionError.code, message: connectionError.description, path: path, busyTimeout: busyTimeout)
+        }
         guard let databaseError = error as? DatabaseError else {
             return .backend(store: path, reason: String(describing: error))
         }
         let sqliteMessage = databaseError.message ?? "SQLite error \(databaseError.extendedResultCode.rawValue)"
-        switch databaseError.resultCode {
-        case .SQLITE_NOTADB, .SQLITE_CORRUPT:
+        return storeError(
+            code: databaseError.resultCode.rawValue, message: sqliteMessage, path: path, busyTimeout: busyTimeout)
+    }
+
+    /// The same errors whether GRDB or `SQLiteConnection` reported them. `code`: the primary
+    /// result code.
+    private static func storeError(code: Int32, message sqliteMessage: String, path: String, busyTimeout: Duration)
+        -> StoreError
+    {
+        switch code {
+        case SQLITE_NOTADB, SQLITE_CORRUPT:
             return corrupted(path: path, detail: sqliteMessage)
-        case .SQLITE_BUSY, .SQLITE_LOCKED:
+        case SQLITE_BUSY, SQLITE_LOCKED:
             return .unavailable(
                 store: path,
                 reason: "the database \(path) stayed locked by another process for longer than the busy timeout "
                     + "(\(busyTimeout)); retry, or find the process holding it (e.g. `fuser \(path)`)")
-        case .SQLITE_READONLY:
+        case SQLITE_READONLY:
             return .permissionDenied(
                 store: path,
                 reason: "\(path) (or its directory, which must hold the -wal and -shm files) is read-only for "
                     + "this process: \(sqliteMessage)")
-        case .SQLITE_PERM, .SQLITE_AUTH:
+        case SQLITE_PERM, SQLITE_AUTH:
             return .permissionDenied(store: path, reason: "\(path): \(sqliteMessage)")
-        case .SQLITE_CANTOPEN:
+        case SQLITE_CANTOPEN:
             return cannotOpen(path: path, detail: sqliteMessage)
-        case .SQLITE_FULL:
+        case SQLITE_FULL:
             return .unavailable(store: path, reason: "the disk holding \(path) is full: \(sqliteMessage)")
-        case .SQLITE_IOERR:
+        case SQLITE_IOERR:
             return .unavailable(store: path, reason: "I/O error on \(path): \(sqliteMessage)")
         default:
             return .backend(store: path, reason: "SQLite error on \(path): \(sqliteMessage)")

@@ -57,21 +57,48 @@ enum SQLiteSchema {
         if case .ready = state { return }
         try pool.write { db in
             guard case .needsCreation = try check(db, path: path) else { return }
-            let foreignTables =
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'") ?? 0
-            if foreignTables > 0 {
-                throw SQLiteErrorMapping.corrupted(
-                    path: path,
-                    detail: "it is an SQLite database, but it holds \(foreignTables) tables or indexes that are not "
-                        + "Tabby's")
-            }
+            let foreignTables = try Int.fetchOne(db, sql: countForeignTables) ?? 0
+            try checkNoForeignTables(foreignTables, path: path)
             try db.execute(sql: createStatements)
-            try db.execute(sql: "PRAGMA application_id = \(applicationID)")
-            try db.execute(sql: "PRAGMA user_version = \(version)")
+            try db.execute(sql: stampStatements)
         }
     }
 
-    /// Looks at the file header before GRDB opens the file for writing (which switches it to WAL
+    /// `prepare` on a `SQLiteConnection` (the one-shot store): the same checks and statements.
+    static func prepare(_ connection: SQLiteConnection, path: String) throws {
+        if case .ready = try check(connection, path: path) { return }
+        try connection.run("BEGIN IMMEDIATE")
+        do {
+            if case .needsCreation = try check(connection, path: path) {
+                try checkNoForeignTables(try countTables(connection), path: path)
+                try connection.execute(createStatements)
+                try connection.execute(stampStatements)
+            }
+            try connection.run("COMMIT")
+        } catch {
+            if connection.inTransaction { try? connection.run("ROLLBACK") }
+            throw error
+        }
+    }
+
+    private static let countForeignTables = "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    private static let stampStatements = "PRAGMA application_id = \(applicationID); PRAGMA user_version = \(version)"
+
+    private static func checkNoForeignTables(_ count: Int, path: String) throws {
+        if count > 0 {
+            throw SQLiteErrorMapping.corrupted(
+                path: path,
+                detail: "it is an SQLite database, but it holds \(count) tables or indexes that are not Tabby's")
+        }
+    }
+
+    private static func countTables(_ connection: SQLiteConnection) throws(SQLiteConnection.Error) -> Int {
+        var count = 0
+        try connection.run(try connection.statement(countForeignTables)) { count = Int($0.int64(at: 0)) }
+        return count
+    }
+
+    /// Looks at the file header before the file is opened for writing (which switches it to WAL
     /// mode), so that another program's SQLite database, or one from a newer Tabby, is refused
     /// without being modified. Files that are not SQLite at all are left to SQLite, which refuses
     /// them (SQLITE_NOTADB) before writing anything.
@@ -105,18 +132,9 @@ enum SQLiteSchema {
         // Tabby only writes WAL-mode files (header byte 18 = 2). A rollback-journal file may be an
         // empty database (fine to adopt) or another program's: look without writing.
         if foundID == 0 && header[18] == 1 {
-            var readOnly = Configuration()
-            readOnly.readonly = true
-            let queue = try DatabaseQueue(path: path, configuration: readOnly)
-            defer { try? queue.close() }
-            let tables = try queue.read { db in
-                try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'") ?? 0
-            }
-            if tables > 0 {
-                throw SQLiteErrorMapping.corrupted(
-                    path: path,
-                    detail: "it is an SQLite database, but it holds \(tables) tables or indexes that are not Tabby's")
-            }
+            let connection = try SQLiteConnection(path: path, readOnly: true, busyTimeoutSeconds: 0)
+            defer { connection.close() }
+            try checkNoForeignTables(try countTables(connection), path: path)
         }
     }
 
@@ -130,6 +148,19 @@ enum SQLiteSchema {
     private static func check(_ db: Database, path: String) throws -> State {
         let foundVersion = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
         let foundID = try Int.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+        return try state(version: foundVersion, applicationID: foundID, path: path)
+    }
+
+    private static func check(_ connection: SQLiteConnection, path: String) throws -> State {
+        var foundVersion = 0
+        var foundID = 0
+        try connection.run(try connection.statement("PRAGMA user_version")) { foundVersion = Int($0.int64(at: 0)) }
+        try connection.run(try connection.statement("PRAGMA application_id")) { foundID = Int($0.int64(at: 0)) }
+        return try state(version: foundVersion, applicationID: foundID, path: path)
+    }
+
+    /// What the file's `user_version` and `application_id` say.
+    private static func state(version foundVersion: Int, applicationID foundID: Int, path: String) throws -> State {
         if foundID != 0 && foundID != applicationID {
             throw SQLiteErrorMapping.corrupted(
                 path: path,
@@ -144,4 +175,44 @@ enum SQLiteSchema {
             path: path,
             detail: "unexpected schema version \(foundVersion) with application_id \(foundID)")
     }
+}
+
+/// The statements both stores run, written once so that `SQLiteStore` (GRDB) and
+/// `SQLiteOneShotStore` (`SQLiteConnection`) write the same rows.
+enum SQLiteStatements {
+    static let selectMeta = "SELECT revision, compacted_revision FROM meta WHERE id = 1"
+    /// Arguments: revision, compacted revision.
+    static let updateMeta = "UPDATE meta SET revision = ?, compacted_revision = ? WHERE id = 1"
+    static let updateCompacted = "UPDATE meta SET compacted_revision = ? WHERE id = 1"
+    /// Arguments: key.
+    static let selectKey = "SELECT value, create_revision, mod_revision FROM kv WHERE key = ?"
+    /// Arguments: `SQLiteKeyRange.bounds`.
+    static func selectRange(_ range: SQLiteKeyRange) -> String {
+        "SELECT key, value, create_revision, mod_revision FROM kv WHERE \(range.condition) ORDER BY key"
+    }
+    /// Arguments: key, value, revision, revision.
+    static let insertKey = "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)"
+    /// Arguments: value, revision, key.
+    static let updateKey = "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?"
+    /// Arguments: key.
+    static let deleteKey = "DELETE FROM kv WHERE key = ?"
+    /// Arguments: revision, key, value, create revision.
+    static let logCreate =
+        "INSERT INTO log (revision, key, type, value, create_revision) VALUES (?, ?, 'put', ?, ?)"
+    /// Arguments: revision, key, value, create revision, previous value, previous create revision,
+    /// previous mod revision.
+    static let logUpdate = """
+        INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
+            prev_mod_revision)
+        VALUES (?, ?, 'put', ?, ?, ?, ?, ?)
+        """
+    /// Arguments: revision, key, create revision, previous value, previous create revision,
+    /// previous mod revision.
+    static let logDelete = """
+        INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
+            prev_mod_revision)
+        VALUES (?, ?, 'delete', NULL, ?, ?, ?, ?)
+        """
+    /// Arguments: the last revision to forget.
+    static let deleteLogThrough = "DELETE FROM log WHERE revision <= ?"
 }

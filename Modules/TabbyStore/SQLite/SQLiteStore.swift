@@ -89,10 +89,7 @@ public final class SQLiteStore: KeyValueStore {
         let range = SQLiteKeyRange(prefix: prefix)
         let result = try await read { db in
             let meta = try Self.fetchMeta(db, path: path)
-            let rows = try Row.fetchAll(
-                db,
-                sql: "SELECT key, value, create_revision, mod_revision FROM kv WHERE \(range.condition) ORDER BY key",
-                arguments: range.arguments)
+            let rows = try Row.fetchAll(db, sql: SQLiteStatements.selectRange(range), arguments: range.arguments)
             let items = rows.map { row in
                 KeyValue(
                     key: row["key"], value: row["value"], createRevision: row["create_revision"],
@@ -144,23 +141,14 @@ public final class SQLiteStore: KeyValueStore {
         let result: KeyValue
         switch write {
         case .create(let key, let value):
-            try db.execute(
-                sql: "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?, ?, ?, ?)",
-                arguments: [key, value, revision, revision])
-            try db.execute(
-                sql: "INSERT INTO log (revision, key, type, value, create_revision) VALUES (?, ?, 'put', ?, ?)",
-                arguments: [revision, key, value, revision])
+            try db.execute(sql: SQLiteStatements.insertKey, arguments: [key, value, revision, revision])
+            try db.execute(sql: SQLiteStatements.logCreate, arguments: [revision, key, value, revision])
             result = KeyValue(key: key, value: value, createRevision: revision, modRevision: revision)
         case .update(let key, let value, _):
             let existing = existing!
+            try db.execute(sql: SQLiteStatements.updateKey, arguments: [value, revision, key])
             try db.execute(
-                sql: "UPDATE kv SET value = ?, mod_revision = ? WHERE key = ?", arguments: [value, revision, key])
-            try db.execute(
-                sql: """
-                    INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
-                        prev_mod_revision)
-                    VALUES (?, ?, 'put', ?, ?, ?, ?, ?)
-                    """,
+                sql: SQLiteStatements.logUpdate,
                 arguments: [
                     revision, key, value, existing.createRevision, existing.value, existing.createRevision,
                     existing.modRevision,
@@ -168,13 +156,9 @@ public final class SQLiteStore: KeyValueStore {
             result = KeyValue(key: key, value: value, createRevision: existing.createRevision, modRevision: revision)
         case .delete(let key, _):
             let existing = existing!
-            try db.execute(sql: "DELETE FROM kv WHERE key = ?", arguments: [key])
+            try db.execute(sql: SQLiteStatements.deleteKey, arguments: [key])
             try db.execute(
-                sql: """
-                    INSERT INTO log (revision, key, type, value, create_revision, prev_value, prev_create_revision,
-                        prev_mod_revision)
-                    VALUES (?, ?, 'delete', NULL, ?, ?, ?, ?)
-                    """,
+                sql: SQLiteStatements.logDelete,
                 arguments: [
                     revision, key, existing.createRevision, existing.value, existing.createRevision,
                     existing.modRevision,
@@ -196,8 +180,8 @@ public final class SQLiteStore: KeyValueStore {
                         + "\(meta.revision)")
             }
             guard revision > meta.compactedRevision else { return }
-            try db.execute(sql: "DELETE FROM log WHERE revision <= ?", arguments: [revision])
-            try db.execute(sql: "UPDATE meta SET compacted_revision = ? WHERE id = 1", arguments: [revision])
+            try db.execute(sql: SQLiteStatements.deleteLogThrough, arguments: [revision])
+            try db.execute(sql: SQLiteStatements.updateCompacted, arguments: [revision])
         }
     }
 
@@ -316,18 +300,15 @@ public final class SQLiteStore: KeyValueStore {
     }
 
     static func fetchMeta(_ db: Database, path: String) throws -> SQLiteMeta {
-        guard let row = try Row.fetchOne(db, sql: "SELECT revision, compacted_revision FROM meta WHERE id = 1") else {
-            throw StoreError.corrupted(
-                store: path,
-                reason: "\(path) has no revision row (table meta is empty); restore it from a backup or move it away")
+        guard let row = try Row.fetchOne(db, sql: SQLiteStatements.selectMeta) else {
+            throw SQLiteMeta.missing(path: path)
         }
         return SQLiteMeta(revision: row["revision"], compactedRevision: row["compacted_revision"])
     }
 
     private static func fetchKeyValue(_ db: Database, key: String) throws -> KeyValue? {
         guard
-            let row = try Row.fetchOne(
-                db, sql: "SELECT value, create_revision, mod_revision FROM kv WHERE key = ?", arguments: [key])
+            let row = try Row.fetchOne(db, sql: SQLiteStatements.selectKey, arguments: [key])
         else { return nil }
         return KeyValue(
             key: key, value: row["value"], createRevision: row["create_revision"], modRevision: row["mod_revision"])
@@ -341,10 +322,9 @@ public final class SQLiteStore: KeyValueStore {
         let batch = max(1, retention / 10)
         if revision - compacted - retention >= batch {
             compacted = revision - retention
-            try db.execute(sql: "DELETE FROM log WHERE revision <= ?", arguments: [compacted])
+            try db.execute(sql: SQLiteStatements.deleteLogThrough, arguments: [compacted])
         }
-        try db.execute(
-            sql: "UPDATE meta SET revision = ?, compacted_revision = ? WHERE id = 1", arguments: [revision, compacted])
+        try db.execute(sql: SQLiteStatements.updateMeta, arguments: [revision, compacted])
     }
 }
 
@@ -352,6 +332,12 @@ public final class SQLiteStore: KeyValueStore {
 struct SQLiteMeta: Sendable {
     var revision: Revision
     var compactedRevision: Revision
+
+    static func missing(path: String) -> StoreError {
+        .corrupted(
+            store: path,
+            reason: "\(path) has no revision row (table meta is empty); restore it from a backup or move it away")
+    }
 }
 
 private struct ListResult: Sendable {

@@ -19,9 +19,11 @@ public struct SQLiteStoreConfiguration: Sendable {
     /// revision row); default 25 ms.
     public var watchPollInterval: Duration
     /// One database connection instead of a pool of readers and a writer. For short-lived
-    /// processes (each CNI call): a pool costs about 2 ms more to open than it can save. Such a
-    /// store runs each access on the calling thread (it blocks; a one-shot process has nothing
-    /// else to run) and, on close, leaves the WAL for a long-lived process to checkpoint.
+    /// processes: a pool costs about 2 ms more to open than it can save. Such a store runs each
+    /// access on the calling thread (it blocks; a one-shot process has nothing else to run) and,
+    /// on close, leaves the WAL for a long-lived process to checkpoint. The CNI plugin uses
+    /// `SQLiteOneShotStore` instead, which behaves the same without GRDB; `SQLiteOneShotStore`
+    /// ignores this setting.
     public var singleConnection = false
 
     public init(

@@ -20,7 +20,10 @@ struct SQLiteKeyRange: Sendable {
         return upper == nil ? "key >= ?" : "key >= ? AND key < ?"
     }
 
-    var arguments: StatementArguments {
+    var arguments: StatementArguments { StatementArguments(bounds) }
+
+    /// The values of `condition`'s parameters, in order.
+    var bounds: [String] {
         if lower.isEmpty { return [] }
         if let upper { return [lower, upper] }
         return [lower]
@@ -45,7 +48,8 @@ struct SQLiteKeyRange: Sendable {
 
 /// Follows the change log for one watch. Each round reads the `meta` row (one row, no write lock)
 /// and, only when the revision moved, the new log rows; then it sleeps `pollInterval`. Because the
-/// log is in the shared file, this sees writes of every process.
+/// log is in the shared file, this sees writes of every process. The reads go through GRDB
+/// (`SQLiteStore`) or a `SQLiteConnection` (`SQLiteOneShotStore`); the rounds are the same.
 struct SQLiteWatchPoller: Sendable {
     let range: SQLiteKeyRange
     let pollInterval: Duration
@@ -55,7 +59,17 @@ struct SQLiteWatchPoller: Sendable {
     /// Log rows read per round; more wait for the next (immediate) round.
     static let batchSize = 256
 
-    private enum Round: Sendable {
+    /// The query for one round's log rows; arguments: the revision seen, the store revision, then
+    /// `range.arguments`.
+    var logQuery: String {
+        """
+        SELECT revision, key, type, value, create_revision, prev_value, prev_create_revision, prev_mod_revision
+        FROM log WHERE revision > ? AND revision <= ? AND \(range.condition)
+        ORDER BY revision LIMIT \(Self.batchSize)
+        """
+    }
+
+    enum Round: Sendable {
         case resync(compactedRevision: Revision)
         /// `events` in order; the watch has seen everything up to `through`.
         case changes([WatchEvent], through: Revision)
@@ -65,13 +79,22 @@ struct SQLiteWatchPoller: Sendable {
         pool: any DatabaseReader, after revision: Revision,
         continuation: AsyncThrowingStream<WatchEvent, any Error>.Continuation
     ) async {
+        await run(after: revision, continuation: continuation) { position in
+            try await pool.read { db in try self.fetch(db, after: position) }
+        }
+    }
+
+    /// Polls with `fetch`, which reads one round after a revision in one read transaction.
+    func run(
+        after revision: Revision, continuation: AsyncThrowingStream<WatchEvent, any Error>.Continuation,
+        fetch: @Sendable (Revision) async throws -> Round
+    ) async {
         // Revisions start at 1: "after" anything below 0 means the whole history.
         var seen = max(revision, 0)
         do {
             while true {
                 try Task.checkCancellation()
-                let position = seen
-                let round = try await pool.read { db in try self.fetch(db, after: position) }
+                let round = try await fetch(seen)
                 switch round {
                 case .resync(let compactedRevision):
                     continuation.yield(.resyncRequired(compactedRevision: compactedRevision))
@@ -97,8 +120,9 @@ struct SQLiteWatchPoller: Sendable {
         }
     }
 
-    private func fetch(_ db: Database, after seen: Revision) throws -> Round {
-        let meta = try SQLiteStore.fetchMeta(db, path: path)
+    /// The round after `seen`, given the `meta` row and a way to read the log rows (only called
+    /// when there are new revisions).
+    func round(meta: SQLiteMeta, after seen: Revision, logRows: () throws -> [SQLiteLogRow]) throws -> Round {
         // History after `seen` is complete only if nothing above `seen` was compacted.
         if seen < meta.compactedRevision {
             return .resync(compactedRevision: meta.compactedRevision)
@@ -106,27 +130,41 @@ struct SQLiteWatchPoller: Sendable {
         if meta.revision <= seen {
             return .changes([], through: seen)
         }
-        let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT revision, key, type, value, create_revision, prev_value, prev_create_revision, prev_mod_revision
-                FROM log WHERE revision > ? AND revision <= ? AND \(range.condition)
-                ORDER BY revision LIMIT \(Self.batchSize)
-                """,
-            arguments: [seen, meta.revision] + range.arguments)
-        let events = try rows.map { try event($0) }
-        let through: Revision = rows.count == Self.batchSize ? rows[rows.count - 1]["revision"] : meta.revision
+        let rows = try logRows()
+        let events = try rows.map { try $0.event(path: path) }
+        let through = rows.count == Self.batchSize ? rows[rows.count - 1].revision : meta.revision
         return .changes(events, through: through)
     }
 
-    private func event(_ row: Row) throws -> WatchEvent {
-        let revision: Revision = row["revision"]
-        let key: String = row["key"]
-        let type: String = row["type"]
+    private func fetch(_ db: Database, after seen: Revision) throws -> Round {
+        let meta = try SQLiteStore.fetchMeta(db, path: path)
+        return try round(meta: meta, after: seen) {
+            try Row.fetchAll(db, sql: logQuery, arguments: [seen, meta.revision] + range.arguments).map { row in
+                SQLiteLogRow(
+                    revision: row["revision"], key: row["key"], type: row["type"], value: row["value"],
+                    createRevision: row["create_revision"], previousValue: row["prev_value"],
+                    previousCreateRevision: row["prev_create_revision"], previousModRevision: row["prev_mod_revision"])
+            }
+        }
+    }
+}
+
+/// One row of the `log` table.
+struct SQLiteLogRow: Sendable {
+    var revision: Revision
+    var key: String
+    var type: String
+    var value: Data?
+    var createRevision: Revision
+    var previousValue: Data?
+    var previousCreateRevision: Revision?
+    var previousModRevision: Revision?
+
+    func event(path: String) throws -> WatchEvent {
         var previous: KeyValue?
-        if let previousModRevision: Revision = row["prev_mod_revision"] {
+        if let previousModRevision {
             previous = KeyValue(
-                key: key, value: row["prev_value"] ?? Data(), createRevision: row["prev_create_revision"] ?? 0,
+                key: key, value: previousValue ?? Data(), createRevision: previousCreateRevision ?? 0,
                 modRevision: previousModRevision)
         }
         switch type {
@@ -134,8 +172,7 @@ struct SQLiteWatchPoller: Sendable {
             return .deleted(key: key, revision: revision, previous: previous)
         case "put":
             let current = KeyValue(
-                key: key, value: row["value"] ?? Data(), createRevision: row["create_revision"],
-                modRevision: revision)
+                key: key, value: value ?? Data(), createRevision: createRevision, modRevision: revision)
             if let previous {
                 return .modified(current, previous: previous)
             }
