@@ -281,6 +281,19 @@ for (size, members) in options.sizes {
         )
     }
     let changing = size > 0 && members > 0
+    /// Times `dataplane` programming `delta` from scratch, then (at sizes with a set) one more member.
+    func programAndChange(_ dataplane: any Dataplane, _ delta: PolicyDelta, _ engine: inout PolicyEngine) throws
+        -> (program: String, change: String)
+    {
+        let programStart = ContinuousClock.now
+        try dataplane.apply(delta, resulting: engine.ir)
+        let program = ms(seconds(ContinuousClock.now - programStart))
+        guard changing else { return (program, "-") }
+        let update = oneMore(&engine, members: members)
+        let changeStart = ContinuousClock.now
+        try dataplane.apply(update, resulting: engine.ir)
+        return (program, format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms")
+    }
 
     // nftables: Tabby over netlink, then the same ruleset through `nft -f` as the reference.
     do {
@@ -305,17 +318,8 @@ for (size, members) in options.sizes {
         row("`nft -f`, `nft add element` (reference)", ms(nftProgram), peerChange, measure: false)
 
         let dataplane = NftablesDataplane(committer: committer)
-        let programStart = ContinuousClock.now
-        try dataplane.apply(delta, resulting: engine.ir)
-        let program = seconds(ContinuousClock.now - programStart)
-        var change = "-"
-        if changing {
-            let update = oneMore(&engine, members: members)
-            let changeStart = ContinuousClock.now
-            try dataplane.apply(update, resulting: engine.ir)
-            change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
-        }
-        row("nftables (Tabby, netlink)", ms(program), change, measure: true)
+        let (program, change) = try programAndChange(dataplane, delta, &engine)
+        row("nftables (Tabby, netlink)", program, change, measure: true)
         try committer.deleteTable()
     }
 
@@ -324,17 +328,8 @@ for (size, members) in options.sizes {
         var engine = PolicyEngine()
         let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
         let dataplane = IptablesDataplane(runner: IptablesProcessRunner(flavour: flavour, namespacePath: nodePath))
-        let programStart = ContinuousClock.now
-        try dataplane.apply(delta, resulting: engine.ir)
-        let program = seconds(ContinuousClock.now - programStart)
-        var change = "-"
-        if changing {
-            let update = oneMore(&engine, members: members)
-            let changeStart = ContinuousClock.now
-            try dataplane.apply(update, resulting: engine.ir)
-            change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
-        }
-        row("iptables, \(flavour.rawValue) flavour (Tabby, restore + ipset)", ms(program), change, measure: true)
+        let (program, change) = try programAndChange(dataplane, delta, &engine)
+        row("iptables, \(flavour.rawValue) flavour (Tabby, restore + ipset)", program, change, measure: true)
         try dataplane.removeEverything()
     }
 
@@ -347,21 +342,14 @@ for (size, members) in options.sizes {
             try BPF.mountFilesystemIfNeeded()
             defer { BPFObject.removePins(at: pinRoot) }
             let dataplane = try EBPFDataplane(pinRoot: pinRoot, namespacePath: nodePath)
-            let programStart = ContinuousClock.now
-            try dataplane.apply(delta, resulting: engine.ir)
-            let program = seconds(ContinuousClock.now - programStart)
-            var change = "-"
-            if changing {
-                let update = oneMore(&engine, members: members)
-                let changeStart = ContinuousClock.now
-                try dataplane.apply(update, resulting: engine.ir)
-                change = format(seconds(ContinuousClock.now - changeStart) * 1000, 3) + " ms"
-            }
-            row("eBPF (Tabby, tc programs + maps)", ms(program), change, measure: true)
+            let (program, change) = try programAndChange(dataplane, delta, &engine)
+            row("eBPF (Tabby, tc programs + maps)", program, change, measure: true)
             // The program on a SYN to the server (its ingress policy: tc egress of its host veth);
             // a SYN always meets the policy, so every run does the whole lookup.
             let syn = synPacket(from: "10.77.1.2", to: "10.77.2.2", port: 8080)
-            let serverIndex = try NetworkNamespace.run(path: nodePath) { Int32(bitPattern: if_nametoindex(serverInterface)) }
+            let serverIndex = try NetworkNamespace.run(path: nodePath) {
+                Int32(bitPattern: if_nametoindex(serverInterface))
+            }
             let timed = try NetworkNamespace.run(path: nodePath) {
                 try dataplane.program.egress.testRun(packet: syn, ifindex: serverIndex, repeat: 200_000)
             }
@@ -387,7 +375,9 @@ func synPacket(from source: String, to destination: String, port: UInt16) -> [UI
 if !programTimes.isEmpty {
     let base = programTimes.first { $0.0 == "0 / 0" }?.1
     print()
-    print("eBPF program time per TCP SYN (`BPF_PROG_TEST_RUN`, 200,000 runs, the kernel's mean; the SYN always meets the policy):")
+    print(
+        "eBPF program time per TCP SYN (`BPF_PROG_TEST_RUN`, 200,000 runs, the kernel's mean; the SYN always meets the policy):"
+    )
     print()
     print("| policies / IP set members | ns per SYN | ratio to 0 / 0 |")
     print("|---|---|---|")

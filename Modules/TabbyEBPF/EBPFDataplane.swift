@@ -118,7 +118,9 @@ public final class EBPFDataplane: Dataplane {
         var policies = Set((delta.policiesAdded + delta.policiesReplaced).map(\.id) + delta.policiesRemoved)
         var profiles = Set((delta.profilesAdded + delta.profilesReplaced).map(\.name) + delta.profilesRemoved)
         if !changedSets.isEmpty {
-            for (id, policy) in ir.policies where namesChangedSet(policy.ingress + policy.egress) { policies.insert(id) }
+            for (id, policy) in ir.policies where namesChangedSet(policy.ingress + policy.egress) {
+                policies.insert(id)
+            }
             for (name, profile) in ir.profiles where namesChangedSet(profile.ingress + profile.egress) {
                 profiles.insert(name)
             }
@@ -142,7 +144,7 @@ public final class EBPFDataplane: Dataplane {
                         ? nil
                         : "failing closed for \(state.unexpressible.count) endpoints: "
                             + state.unexpressible.values.sorted().joined(separator: "; "))
-                    ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
+                        ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
                 applies: state.applies, lastApplySeconds: state.lastApplySeconds)
         }
     }

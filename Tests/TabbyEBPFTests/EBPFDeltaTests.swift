@@ -23,12 +23,15 @@
                 spec.profiles = ["kns.x"]
                 result.append(
                     .workloadEndpoint(
-                        WorkloadEndpoint(metadata: ObjectMeta(name: name, namespace: "x", labels: ["pod": name]), spec: spec)))
+                        WorkloadEndpoint(
+                            metadata: ObjectMeta(name: name, namespace: "x", labels: ["pod": name]), spec: spec)))
             }
             var set = NetworkSetSpec()
             set.nets = members
             result.append(
-                .networkSet(NetworkSet(metadata: ObjectMeta(name: "others", namespace: "x", labels: ["role": "other"]), spec: set)))
+                .networkSet(
+                    NetworkSet(
+                        metadata: ObjectMeta(name: "others", namespace: "x", labels: ["role": "other"]), spec: set)))
             var policy = NetworkPolicySpec()
             policy.selector = "pod == 'a'"
             var rule = Rule(action: .allow)
