@@ -50,6 +50,37 @@
             #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
         }
 
+        /// Egress to named ports (the pods' `serve-81-tcp` and friends), alone, beside a numeric port,
+        /// and negated: the port a name stands for differs per destination only in its address.
+        @Test func egressNamedPorts() throws {
+            let (kit, pinRoot) = try Self.makeKit()
+            defer {
+                kit.tearDown()
+                BPFObject.removePins(at: pinRoot)
+            }
+            let rules = [
+                "- {action: Allow, protocol: TCP, destination: {ports: [serve-81-tcp]}}",
+                "- {action: Allow, protocol: UDP, destination: {ports: [80, serve-81-udp], selector: pod == 'b'}}",
+                "- {action: Deny, protocol: TCP, destination: {notPorts: [serve-80-tcp]}}\n  - {action: Allow}",
+            ]
+            for (index, rule) in rules.enumerated() {
+                try kit.load(
+                    """
+                    apiVersion: projectcalico.org/v3
+                    kind: NetworkPolicy
+                    metadata: {name: named-egress, namespace: x}
+                    spec:
+                      selector: pod in {'a', 'c'}
+                      types: [Egress]
+                      egress:
+                      \(rule)
+                    """)
+                let mismatches = try kit.check(kit.grid(), context: "egress named ports \(index)")
+                #expect(mismatches.isEmpty, "\(mismatches.joined(separator: "\n"))")
+                #expect(kit.dataplane.status().healthy, "\(kit.dataplane.status())")
+            }
+        }
+
         /// At least 200 seeded random policy/packet cases (20 policy sets x 12 probes).
         @Test func randomCases() throws {
             let (kit, pinRoot) = try Self.makeKit()

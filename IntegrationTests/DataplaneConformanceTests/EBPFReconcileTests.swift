@@ -54,7 +54,7 @@
     }
 
     extension EBPFReconcileTests {
-        /// A policy the tables cannot express yet (egress to a named port) fails the apply with an
+        /// A policy the tables cannot express yet (the peer's source ports) fails the apply with an
         /// error naming the endpoint, drops all of that endpoint's traffic, and leaves every other
         /// endpoint programmed; an expressible policy in its place brings it back.
         @Test func anUnexpressiblePolicyFailsClosedForItsEndpointOnly() throws {
@@ -62,22 +62,22 @@
             defer { BPFObject.removePins(at: pinRoot) }
             let kit = try ConformanceKit { node in try EBPFDataplane(pinRoot: pinRoot, namespacePath: node) }
             defer { kit.tearDown() }
-            func policy(_ port: String) -> String {
+            func policy(_ side: String) -> String {
                 """
                 apiVersion: projectcalico.org/v3
                 kind: NetworkPolicy
-                metadata: {name: egress-to-80, namespace: x}
+                metadata: {name: ingress-80, namespace: x}
                 spec:
                   selector: pod == 'a'
-                  types: [Egress]
-                  egress:
+                  types: [Ingress]
+                  ingress:
                   - action: Allow
                     protocol: TCP
-                    destination: {ports: [\(port)]}
+                    \(side): {ports: [80]}
                 """
             }
             #expect {
-                try kit.load(policy("serve-80-tcp"))
+                try kit.load(policy("source"))
             } throws: { error in
                 "\(error)".contains("x/a") && "\(error)".contains("failing closed")
             }
@@ -93,9 +93,9 @@
                     #expect(results[probe] == (kit.expected(probe).verdict == .allow), "\(probe)")
                 }
             }
-            try kit.load(policy("80"))
+            try kit.load(policy("destination"))
             #expect(kit.dataplane.status().healthy)
-            #expect(try kit.check(kit.grid(), context: "numeric port").isEmpty)
+            #expect(try kit.check(kit.grid(), context: "destination port").isEmpty)
         }
     }
 

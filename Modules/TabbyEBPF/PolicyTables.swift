@@ -62,9 +62,11 @@ public struct PolicyTables: Equatable, Sendable {
 /// The packet's fields are split into equivalence classes: every (protocol, port) segment and every
 /// peer CIDR region that the same rules match falls into one class. A rule's conditions on the
 /// endpoint's own address are decided here, once (the program belongs to one endpoint).
+/// Named ports of an egress destination are a relation between address and port: each named
+/// (protocol, port) gets a port class of its own, each member address an address class that
+/// records which of those it has, and the verdict of a pair checks the two agree.
 /// Not yet expressible, and reported as `unsupported`: source-port matches of the peer (ingress) or
-/// of the endpoint (egress), named ports of the peer (egress `destination.ports` by name), and
-/// endpoints with several IPv4 addresses whose rules tell them apart.
+/// of the endpoint (egress), and endpoints with several IPv4 addresses whose rules tell them apart.
 public enum PolicyTableCompiler {
     /// Rule ids in verdicts: the index of the deciding rule in evaluation order + 1, or these.
     public static let noProfileMatched: UInt32 = 0xffff_fffe
@@ -133,6 +135,10 @@ private struct Compiler {
     var conditions: [PolicyTableCompiler.Condition] = []
     /// Per rule, its destination-port predicate folded with the endpoint's named ports (ingress).
     var localNamedPorts: [Set<PortKey>] = []
+    /// Egress, per rule: every (protocol, port) of its destination named-port sets, and of its
+    /// negated ones, whatever the address (the address decides at the verdict step).
+    var peerNamedPorts: [Set<PortKey>] = []
+    var peerNotNamedPorts: [Set<PortKey>] = []
 
     struct PortKey: Hashable {
         var protocolNumber: Int
@@ -155,8 +161,9 @@ private struct Compiler {
     mutating func run(maxCombinations: Int) throws(PolicyTableCompiler.Error) -> PolicyTables {
         flatten()
         try decideLocalConditions()
-        let (portEntries, portClasses) = portClassification()
-        let (addressEntries, addressClasses) = addressClassification()
+        let (portEntries, portClasses, portTags) = portClassification()
+        let (addressEntries, addressInfo) = addressClassification()
+        let addressClasses = addressInfo.members
         var tables = PolicyTables(ports: portEntries, addresses: addressEntries)
 
         // The default: the verdict when only rules indifferent to both dimensions match.
@@ -209,7 +216,9 @@ private struct Compiler {
             }
             var matched = always + portOnly[port]! + addressOnly[address]!
             let bothSides = addressClassSets[address]!
-            for rule in portClasses[port] where bothSides.contains(rule) { matched.append(rule) }
+            for rule in portClasses[port] where bothSides.contains(rule) {
+                if namedPortsAgree(rule, portTag: portTags[port], named: addressInfo, address) { matched.append(rule) }
+            }
             let verdict = decide(matched: matched.sorted())
             if verdict != tables.defaultVerdict {
                 tables.verdicts.append(.init(portClass: pair.port, addressClass: pair.address, verdict: verdict))
@@ -221,6 +230,20 @@ private struct Compiler {
     struct Pair: Hashable {
         var port: UInt32
         var address: UInt32
+    }
+
+    /// Egress named ports, for a rule in both classes of a pair: whether the port class's named
+    /// (protocol, port), if it has one, is one the destination has in the rule's sets (or the
+    /// numeric ports allow it anyway), and not one of its negated sets. A port class without a
+    /// named value holds the rule through its numeric ports alone.
+    func namedPortsAgree(_ rule: Int, portTag: PortKey?, named: AddressClasses, _ address: Int) -> Bool {
+        guard direction == .egress, let tag = portTag else { return true }
+        let entity = rules[rule].rule.destination
+        if named.notNamed[address][rule]?.contains(tag) == true { return false }
+        if !entity.namedPortSets.isEmpty, !entity.ports.contains(where: { $0.contains(tag.port) }) {
+            return named.named[address][rule]?.contains(tag) == true
+        }
+        return true
     }
 
     /// Tiers, their policies and rules, then the profiles: evaluation order.
@@ -255,9 +278,6 @@ private struct Compiler {
             if direction == .ingress && (peer.hasPortMatch || peer.hasNotPortMatch) {
                 throw .unsupported("\(flat.name): source ports of the peer")
             }
-            if direction == .egress && !(peer.namedPortSets.isEmpty && peer.notNamedPortSets.isEmpty) {
-                throw .unsupported("\(flat.name): named ports of the destination")
-            }
             var outcomes = Set<Bool>()
             for address in locals { outcomes.insert(addressMatches(local, address)) }
             if outcomes.count > 1 {
@@ -278,12 +298,28 @@ private struct Compiler {
                 }
             }
             localNamedPorts.append(named)
+            func portsOf(_ sets: [IPSetID]) -> Set<PortKey> {
+                guard direction == .egress else { return [] }
+                var keys = Set<PortKey>()
+                for id in sets {
+                    for member in ir.ipSets[id]?.members ?? [] {
+                        if case .addressPort(.v4, let proto, let port) = member {
+                            keys.insert(PortKey(protocolNumber: proto, port: port))
+                        }
+                    }
+                }
+                return keys
+            }
+            peerNamedPorts.append(portsOf(peer.namedPortSets))
+            peerNotNamedPorts.append(portsOf(peer.notNamedPortSets))
             let portTrivial =
                 rule.protocolNumber == nil && rule.notProtocolNumber == nil && rule.icmp == nil
                 && rule.notICMP == nil && !(direction == .ingress ? local : peer).hasPortMatch
                 && !(direction == .ingress ? local : peer).hasNotPortMatch
+            // Egress named ports depend on the destination address too.
             let addressTrivial =
                 peer.nets.isEmpty && peer.notNets.isEmpty && peer.ipSets.isEmpty && peer.notIPSets.isEmpty
+                && (direction == .ingress || (peer.namedPortSets.isEmpty && peer.notNamedPortSets.isEmpty))
             conditions.append(.init(portTrivial: portTrivial, addressTrivial: addressTrivial))
         }
     }
@@ -319,14 +355,19 @@ private struct Compiler {
         if entity.hasPortMatch {
             guard let port else { return false }
             let numeric = entity.ports.contains { $0.contains(port) }
+            let key = PortKey(protocolNumber: proto, port: port)
+            // Egress: a named port may match, depending on the destination (the verdict step).
             let byName =
-                !entity.namedPortSets.isEmpty && named.contains(PortKey(protocolNumber: proto, port: port))
-                && namedIn(entity.namedPortSets, proto: proto, port: port)
+                direction == .egress
+                ? peerNamedPorts[index].contains(key)
+                : !entity.namedPortSets.isEmpty && named.contains(key)
+                    && namedIn(entity.namedPortSets, proto: proto, port: port)
             if !numeric && !byName { return false }
         }
         if entity.hasNotPortMatch, let port {
             if entity.notPorts.contains(where: { $0.contains(port) }) { return false }
-            if named.contains(PortKey(protocolNumber: proto, port: port))
+            // Egress negated named ports are decided at the verdict step, with the address.
+            if direction == .ingress && named.contains(PortKey(protocolNumber: proto, port: port))
                 && namedIn(entity.notNamedPortSets, proto: proto, port: port)
             {
                 return false
@@ -342,7 +383,9 @@ private struct Compiler {
     }
 
     /// The port classes (each: the rules caring about ports that match there) and the LPM entries.
-    func portClassification() -> ([PolicyTables.PortEntry], [[Int]]) {
+    /// Egress named ports (and negated ones) get a class of their own per (protocol, port): the
+    /// third result names it, so the verdict step can ask whether the destination has that port.
+    func portClassification() -> ([PolicyTables.PortEntry], [[Int]], [PortKey?]) {
         let caring = rules.indices.filter { live[$0] && !conditions[$0].portTrivial }
         var protocols: Set<Int> = [1, 6, 17]
         var boundaries: Set<Int> = [0, 65536]
@@ -355,7 +398,7 @@ private struct Compiler {
                 boundaries.insert(Int(range.lower))
                 boundaries.insert(Int(range.upper) + 1)
             }
-            for key in localNamedPorts[index] {
+            for key in localNamedPorts[index].union(peerNamedPorts[index]).union(peerNotNamedPorts[index]) {
                 boundaries.insert(Int(key.port))
                 boundaries.insert(Int(key.port) + 1)
             }
@@ -371,13 +414,23 @@ private struct Compiler {
             }
         }
         protocols = protocols.filter { (0...255).contains($0) }
+        let namedValues = caring.reduce(into: Set<PortKey>()) {
+            $0.formUnion(peerNamedPorts[$1].union(peerNotNamedPorts[$1]))
+        }
+        struct ClassKey: Hashable {
+            var members: [Int]
+            var named: PortKey?
+        }
         var classes: [[Int]] = []
-        var classOf: [[Int]: UInt32] = [:]
-        func classify(_ members: [Int]) -> UInt32 {
-            if let known = classOf[members] { return known }
+        var tags: [PortKey?] = []
+        var classOf: [ClassKey: UInt32] = [:]
+        func classify(_ members: [Int], named: PortKey? = nil) -> UInt32 {
+            let key = ClassKey(members: members, named: named)
+            if let known = classOf[key] { return known }
             let id = UInt32(classes.count)
             classes.append(members)
-            classOf[members] = id
+            tags.append(named)
+            classOf[key] = id
             return id
         }
         var entries: [PolicyTables.PortEntry] = []
@@ -417,7 +470,9 @@ private struct Compiler {
                 let members = (broad + active.keys).sorted().filter {
                     portMatches($0, proto: proto, value: UInt16(low))
                 }
-                segments.append((UInt16(low)...UInt16(next - 1), classify(members)))
+                let single = PortKey(protocolNumber: proto, port: UInt16(low))
+                let named = next - low == 1 && namedValues.contains(single) ? single : nil
+                segments.append((UInt16(low)...UInt16(next - 1), classify(members, named: named)))
             }
             // The class covering the most ports becomes the protocol's own entry; the rest are ranges.
             var sizes: [UInt32: Int] = [:]
@@ -428,7 +483,7 @@ private struct Compiler {
                 entries.append(.init(protocolNumber: UInt8(proto), ports: range, portClass: id))
             }
         }
-        return (entries, classes)
+        return (entries, classes, tags)
     }
 
     // MARK: Addresses
@@ -441,23 +496,36 @@ private struct Compiler {
     /// Rules with the same peer conditions (often hundreds of policies naming one set) are
     /// evaluated once, as one signature, so the work grows with prefixes times signatures in reach,
     /// not prefixes times rules.
-    func addressClassification() -> ([PolicyTables.AddressEntry], [[Int]]) {
+    ///
+    /// Egress named ports: each member address is a /32 of its own, and its class also records, per
+    /// rule, which (protocol, port)s the destination's named-port sets (and negated ones) give it
+    /// there (`AddressClasses.named`, `.notNamed`); the verdict step pairs them with the port class.
+    func addressClassification() -> ([PolicyTables.AddressEntry], AddressClasses) {
         struct PeerMatch: Hashable {
             var nets: [Prefix4]
             var notNets: [Prefix4]
             var ipSets: [IPSetID]
             var notIPSets: [IPSetID]
+            var namedSets: [IPSetID] = []
+            var notNamedSets: [IPSetID] = []
+            /// Named ports and no numeric ones: only member addresses can match.
+            var namedOnly = false
             /// Whether the match can hold with none of its prefixes containing the address.
-            var holdsWithoutHits: Bool { nets.isEmpty && ipSets.isEmpty }
+            var holdsWithoutHits: Bool { nets.isEmpty && ipSets.isEmpty && !namedOnly }
         }
         var signatures: [PeerMatch] = []
         var signatureOf: [PeerMatch: Int] = [:]
         var rulesOf: [[Int]] = []
         for index in rules.indices where live[index] && !conditions[index].addressTrivial {
             let entity = rules[index].rule[keyPath: peerSide]
-            let match = PeerMatch(
+            var match = PeerMatch(
                 nets: entity.nets.compactMap(Prefix4.init), notNets: entity.notNets.compactMap(Prefix4.init),
                 ipSets: entity.ipSets, notIPSets: entity.notIPSets)
+            if direction == .egress {
+                match.namedSets = entity.namedPortSets
+                match.notNamedSets = entity.notNamedPortSets
+                match.namedOnly = !entity.namedPortSets.isEmpty && entity.ports.isEmpty
+            }
             if let known = signatureOf[match] {
                 rulesOf[known].append(index)
             } else {
@@ -472,7 +540,22 @@ private struct Compiler {
         var signaturesUsing: [IPSetID: [Int]] = [:]
         var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
         var holdingWithoutHits: [Int] = []
+        /// Egress named-port members: address -> set -> its (protocol, port)s.
+        var namedAt: [Prefix4: [IPSetID: Set<PortKey>]] = [:]
+        var namedSignaturesUsing: [IPSetID: [Int]] = [:]
         for (signature, match) in signatures.enumerated() {
+            for id in Set(match.namedSets + match.notNamedSets) {
+                if namedSignaturesUsing[id] == nil {
+                    for member in ir.ipSets[id]?.members ?? [] {
+                        guard case .addressPort(.v4(let address), let proto, let port) = member else { continue }
+                        let prefix = Prefix4(address.value, 32)
+                        namedAt[prefix, default: [:]][id, default: []].insert(
+                            PortKey(protocolNumber: proto, port: port))
+                        prefixes.insert(prefix)
+                    }
+                }
+                namedSignaturesUsing[id, default: []].append(signature)
+            }
             if match.holdsWithoutHits { holdingWithoutHits.append(signature) }
             for prefix in Set(match.nets + match.notNets) {
                 signaturesNaming[prefix, default: []].append(signature)
@@ -489,10 +572,17 @@ private struct Compiler {
                 signaturesUsing[id, default: []].append(signature)
             }
         }
-        var classes: [[Int]] = []
-        var classOf: [[Int]: UInt32] = [:]
+        struct ClassKey: Hashable {
+            var holding: [Int]
+            /// Per holding signature with named-port sets: the ports they give this address.
+            var named: [Int: Set<PortKey>]
+            var notNamed: [Int: Set<PortKey>]
+        }
+        var classes = AddressClasses()
+        var classOf: [ClassKey: UInt32] = [:]
         var entries: [PolicyTables.AddressEntry] = []
         for prefix in prefixes.sorted(by: { ($0.length, $0.value) < ($1.length, $1.value) }) {
+            let namedHere = namedAt[prefix] ?? [:]
             // The named prefixes containing this one: every address it stands for is in exactly these.
             var ancestors = Set<Prefix4>()
             var sets = Set<IPSetID>()
@@ -506,25 +596,50 @@ private struct Compiler {
                     candidates.formUnion(signaturesUsing[id] ?? [])
                 }
             }
+            for id in namedHere.keys { candidates.formUnion(namedSignaturesUsing[id] ?? []) }
+            func ports(_ sets: [IPSetID]) -> Set<PortKey> {
+                sets.reduce(into: Set<PortKey>()) { $0.formUnion(namedHere[$1] ?? []) }
+            }
             let holding = candidates.sorted().filter { signature in
                 let match = signatures[signature]
                 if !match.nets.isEmpty, !match.nets.contains(where: ancestors.contains) { return false }
                 if match.notNets.contains(where: ancestors.contains) { return false }
                 if !match.ipSets.allSatisfy(sets.contains) { return false }
                 if match.notIPSets.contains(where: sets.contains) { return false }
+                if match.namedOnly && ports(match.namedSets).isEmpty { return false }
                 return true
             }
+            var key = ClassKey(holding: holding, named: [:], notNamed: [:])
+            for signature in holding {
+                let match = signatures[signature]
+                if !match.namedSets.isEmpty { key.named[signature] = ports(match.namedSets) }
+                if !match.notNamedSets.isEmpty { key.notNamed[signature] = ports(match.notNamedSets) }
+            }
             let id: UInt32
-            if let known = classOf[holding] {
+            if let known = classOf[key] {
                 id = known
             } else {
-                id = UInt32(classes.count)
-                classes.append(holding.flatMap { rulesOf[$0] }.sorted())
-                classOf[holding] = id
+                id = UInt32(classes.members.count)
+                classes.members.append(holding.flatMap { rulesOf[$0] }.sorted())
+                var named: [Int: Set<PortKey>] = [:]
+                var notNamed: [Int: Set<PortKey>] = [:]
+                for (signature, ports) in key.named { for rule in rulesOf[signature] { named[rule] = ports } }
+                for (signature, ports) in key.notNamed { for rule in rulesOf[signature] { notNamed[rule] = ports } }
+                classes.named.append(named)
+                classes.notNamed.append(notNamed)
+                classOf[key] = id
             }
             entries.append(.init(cidr: prefix.cidr, addressClass: id))
         }
         return (entries, classes)
+    }
+
+    /// Address classes: each one's rules, and for rules with egress named ports the (protocol,
+    /// port)s the destination has in their sets (`named`) and in their negated ones (`notNamed`).
+    struct AddressClasses {
+        var members: [[Int]] = []
+        var named: [[Int: Set<PortKey>]] = []
+        var notNamed: [[Int: Set<PortKey>]] = []
     }
 
     // MARK: Verdicts

@@ -160,6 +160,18 @@
                 ])
             named.id = IPSetID(rawValue: "p:0")
             ir.ipSets[named.id] = named
+            // Named ports of destinations (egress): peers with ports, one address with two.
+            var peerNamed = IPSet(
+                definition: IPSetDefinition(selector: try! Selector.parse("all()")),
+                members: [
+                    .addressPort(IPAddress("10.1.2.3")!, protocolNumber: 6, port: 80),
+                    .addressPort(IPAddress("10.1.2.3")!, protocolNumber: 17, port: 53),
+                    .addressPort(IPAddress("10.1.2.4")!, protocolNumber: 6, port: 1500),
+                    .addressPort(IPAddress("8.8.8.8")!, protocolNumber: 17, port: 53),
+                    .addressPort(IPAddress("192.168.1.1")!, protocolNumber: 6, port: 81),
+                ])
+            peerNamed.id = IPSetID(rawValue: "p:1")
+            ir.ipSets[peerNamed.id] = peerNamed
             var tiers: [Direction: [TierBinding]] = [.ingress: [], .egress: []]
             for tierIndex in 0..<next(4) {
                 var ids: [PolicyID] = []
@@ -206,6 +218,10 @@
                 if next(2) == 0 { rule.destination.ports = (0..<(1 + next(2))).map { _ in pick(Self.ranges) } }
                 if next(4) == 0 { rule.destination.notPorts = [pick(Self.ranges)] }
                 if direction == .ingress && next(4) == 0 { rule.destination.namedPortSets = [IPSetID(rawValue: "p:0")] }
+                if direction == .egress && next(3) == 0 { rule.destination.namedPortSets = [IPSetID(rawValue: "p:1")] }
+                if direction == .egress && next(6) == 0 {
+                    rule.destination.notNamedPortSets = [IPSetID(rawValue: "p:1")]
+                }
             }
             if rule.protocolNumber == 1 && rule.icmp == nil && next(4) == 0 { rule.notICMP = ICMPMatch(type: 8) }
             var peer = CompiledEntityMatch()
