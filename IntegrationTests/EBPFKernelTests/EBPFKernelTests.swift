@@ -5,6 +5,7 @@
     import TabbyCore
     import TabbyEBPF
     import TabbyNetlink
+    import TabbyPolicy
 
     /// The tc program on crafted packets (BPF_PROG_TEST_RUN, the skb's device an interface of a
     /// namespace the test made), and attached for real in such namespaces. Pins go under a per-test
@@ -364,6 +365,35 @@
             #expect(try ping(), "detached: traffic flows again")
             // Detaching twice is not an error.
             try TrafficControl.detach(from: "tabw0", hook: .ingress, namespace: fixture.namespacePath)
+        }
+    }
+    extension EBPFKernelTests {
+        /// A node moved to another backend: the eBPF dataplane's filters and pins are found and
+        /// removed without loading the program, and only Tabby's interfaces are touched.
+        @Test func leftoversOfAnEarlierRunAreRemoved() throws {
+            let fixture = try EBPFFixture("leftovers")
+            defer { fixture.tearDown() }
+            _ = try fixture.veth("cali0left", peer: "peer0")
+            _ = try fixture.veth("other0", peer: "peer1")
+            let dataplane = try EBPFDataplane(pinRoot: fixture.pinRoot, namespacePath: fixture.namespacePath)
+            try dataplane.apply(PolicyDelta(), resulting: PolicyIR())
+            for hook in TrafficControl.Hook.allCases {
+                #expect(
+                    try TrafficControl.attachedProgramID(on: "cali0left", hook: hook, namespace: fixture.namespacePath)
+                        != nil)
+            }
+            let removed = try EBPFDataplane.removeLeftovers(
+                interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
+            #expect(removed == ["tc programs on cali0left", "pins under \(fixture.pinRoot)"], "\(removed)")
+            for hook in TrafficControl.Hook.allCases {
+                #expect(
+                    try TrafficControl.attachedProgramID(on: "cali0left", hook: hook, namespace: fixture.namespacePath)
+                        == nil)
+            }
+            #expect(!FileManager.default.fileExists(atPath: fixture.pinRoot))
+            #expect(
+                try EBPFDataplane.removeLeftovers(
+                    interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
         }
     }
 #endif

@@ -178,6 +178,30 @@ public final class EBPFDataplane: Dataplane {
         }
     }
 
+    /// What an earlier eBPF dataplane left on a node now run by another backend: Tabby's tc filter
+    /// on every interface with `interfacePrefix` (they would go on enforcing the old policy) and
+    /// the pins under `pinRoot`. Returns what it removed. Needs no loaded program.
+    public static func removeLeftovers(interfacePrefix: String, namespacePath: String?, pinRoot: String) throws
+        -> [String]
+    {
+        var removed: [String] = []
+        let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
+        for link in try socket.links() where link.name.hasPrefix(interfacePrefix) {
+            var had = false
+            for hook in TrafficControl.Hook.allCases
+            where try TrafficControl.attachedProgramID(on: link.name, hook: hook, namespace: namespacePath) != nil {
+                try TrafficControl.detach(from: link.name, hook: hook, namespace: namespacePath)
+                had = true
+            }
+            if had { removed.append("tc programs on \(link.name)") }
+        }
+        if FileManager.default.fileExists(atPath: pinRoot) {
+            BPFObject.removePins(at: pinRoot)
+            removed.append("pins under \(pinRoot)")
+        }
+        return removed
+    }
+
     /// Brings the kernel to `ir`; returns what it changed (for reconcile's report).
     /// `dirty`: the only endpoints whose tables may have changed (nil: any).
     private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?) throws(DataplaneError) -> [String] {

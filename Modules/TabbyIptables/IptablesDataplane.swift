@@ -201,6 +201,12 @@ public final class IptablesDataplane: Dataplane {
 
     /// Removes every chain, hook and set of Tabby's in this flavour, wanted or not (leaving a
     /// node, switching to another dataplane, benchmarks). The next apply starts from scratch.
+    /// Whether the kernel holds any of Tabby's chains, hooks or sets (in this flavour).
+    public func hasTabbyState() throws(DataplaneError) -> Bool {
+        let plan = try readBack()
+        return !plan.tables.isEmpty || !plan.sets.isEmpty
+    }
+
     public func removeEverything() throws(DataplaneError) {
         state.withLock { $0.plan = nil }
         try run(IptablesUpdate.between(try readBack(), IptablesPlan()))

@@ -66,6 +66,55 @@ enum Dataplanes {
                 "--dataplane \(name) is not in this build; built in: \(available.joined(separator: ", "))")
         }
     }
+
+    /// Removes what the other compiled-in backends left on this node (a node moved from one
+    /// `--dataplane` to another): their rules would go on enforcing the old policy beside the new.
+    /// The nftables table is left to the chosen backend: nftables adopts it, eBPF's natOutgoing
+    /// replaces it on its first write. Returns what it removed and what it could not.
+    static func removeOthers(
+        keeping name: String, node: String, bpfPinRoot: String, configuration: DataplaneConfiguration
+    ) -> [String] {
+        var report: [String] = []
+        #if EBPF
+            if name != "ebpf" {
+                do {
+                    report += try EBPFDataplane.removeLeftovers(
+                        interfacePrefix: configuration.workloadInterfacePrefix, namespacePath: nil,
+                        pinRoot: "\(bpfPinRoot)/\(node)"
+                    ).map { "eBPF: removed \($0)" }
+                } catch {
+                    report.append("eBPF leftovers not removed: \(error)")
+                }
+            }
+        #endif
+        #if IPTables
+            // Only where an iptables binary exists: a node without one has no iptables leftovers.
+            if name != "iptables", let iptables = try? IptablesDataplane(configuration: configuration) {
+                do {
+                    if try iptables.hasTabbyState() {
+                        try iptables.removeEverything()
+                        report.append("iptables: removed Tabby's cali- chains and ipsets")
+                    }
+                } catch {
+                    report.append("iptables leftovers not removed: \(error)")
+                }
+            }
+        #endif
+        #if NFTables
+            if name == "iptables" {
+                do {
+                    let committer = try NftNetlinkCommitter()
+                    if try committer.readBack() != nil {
+                        try committer.deleteTable()
+                        report.append("nftables: removed table inet tabby")
+                    }
+                } catch {
+                    report.append("nftables leftovers not removed: \(error)")
+                }
+            }
+        #endif
+        return report
+    }
 }
 
 @main
@@ -163,6 +212,11 @@ struct Tabbyd: AsyncParsableCommand {
             underlayAddress: underlayAddress.flatMap { InterfaceAddress(parsing: $0) },
             housekeepingInterval: .seconds(housekeepingSeconds))
         if routing == "bgp" { configuration.routing = .bgp(BIRDOptions(runDirectory: birdRunDir)) }
+        for line in Dataplanes.removeOthers(
+            keeping: dataplane, node: nodeName, bpfPinRoot: bpfPinRoot, configuration: settings.dataplane)
+        {
+            logger.info("another dataplane's leftovers: \(line)")
+        }
         let agent = try Agent(
             configuration: configuration,
             dataplane: try Dataplanes.make(
