@@ -19,10 +19,11 @@
         .serialized)
     struct EBPFReconcileTests {
         @Test func aRestartedDataplaneAdoptsRepairsAndSweeps() throws {
-            let pinRoot = "/sys/fs/bpf/tabby-test-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-            defer { BPFObject.removePins(at: pinRoot) }
-            let kit = try ConformanceKit { node in try EBPFDataplane(pinRoot: pinRoot, namespacePath: node) }
-            defer { kit.tearDown() }
+            let (kit, pinRoot) = try EBPFConformanceTests.makeKit()
+            defer {
+                kit.tearDown()
+                BPFObject.removePins(at: pinRoot)
+            }
             let (name, manifest) = ConformanceKit.kubernetesCases[0]
             try kit.load(manifest)
             #expect(try kit.check(kit.grid(), context: name).isEmpty)
@@ -58,10 +59,11 @@
         /// error naming the endpoint, drops all of that endpoint's traffic, and leaves every other
         /// endpoint programmed; an expressible policy in its place brings it back.
         @Test func anUnexpressiblePolicyFailsClosedForItsEndpointOnly() throws {
-            let pinRoot = "/sys/fs/bpf/tabby-test-\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-            defer { BPFObject.removePins(at: pinRoot) }
-            let kit = try ConformanceKit { node in try EBPFDataplane(pinRoot: pinRoot, namespacePath: node) }
-            defer { kit.tearDown() }
+            let (kit, pinRoot) = try EBPFConformanceTests.makeKit()
+            defer {
+                kit.tearDown()
+                BPFObject.removePins(at: pinRoot)
+            }
             func policy(_ side: String) -> String {
                 """
                 apiVersion: projectcalico.org/v3

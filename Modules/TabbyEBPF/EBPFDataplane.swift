@@ -185,8 +185,7 @@ public final class EBPFDataplane: Dataplane {
         -> [String]
     {
         var removed: [String] = []
-        let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
-        for link in try socket.links() where link.name.hasPrefix(interfacePrefix) {
+        for link in try interfaces(in: namespacePath) where link.name.hasPrefix(interfacePrefix) {
             var had = false
             for hook in TrafficControl.Hook.allCases
             where try TrafficControl.attachedProgramID(on: link.name, hook: hook, namespace: namespacePath) != nil {
@@ -229,7 +228,7 @@ public final class EBPFDataplane: Dataplane {
     private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?, state: inout State) throws -> [String] {
         var report: [String] = []
         let prefix = configuration.workloadInterfacePrefix
-        let links = try interfaces().filter { $0.name.hasPrefix(prefix) }
+        let links = try Self.interfaces(in: namespacePath).filter { $0.name.hasPrefix(prefix) }
         let byName = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
 
         // Fail closed first: every workload interface gets the program, known or not.
@@ -360,7 +359,7 @@ public final class EBPFDataplane: Dataplane {
         return report
     }
 
-    private func interfaces() throws -> [Link] {
+    private static func interfaces(in namespacePath: String?) throws -> [Link] {
         let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
         return try socket.links()
     }

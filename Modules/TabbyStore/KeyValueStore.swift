@@ -95,6 +95,22 @@ public enum StoreWrite: Sendable, Hashable {
         }
     }
 
+    /// Whether this write's condition holds when the key's current value is `current` (nil: the
+    /// key does not exist): every store checks writes the same way.
+    public func checkCondition(current: KeyValue?) throws(StoreError) {
+        switch self {
+        case .create(let key, _):
+            if current != nil { throw .alreadyExists(key: key) }
+        case .update(let key, _, let expected), .delete(let key, .some(let expected)):
+            guard let current else { throw .notFound(key: key) }
+            guard current.modRevision == expected else {
+                throw .conflict(key: key, expectedRevision: expected, actualRevision: current.modRevision)
+            }
+        case .delete(let key, nil):
+            if current == nil { throw .notFound(key: key) }
+        }
+    }
+
     /// A commit names each key once (etcd refuses a transaction that writes a key twice).
     public static func checkDistinct(_ writes: [StoreWrite], store: String) throws(StoreError) {
         var seen = Set<String>()

@@ -36,20 +36,7 @@ public final class InMemoryStore: KeyValueStore {
         try StoreWrite.checkDistinct(writes, store: name)
         return try state.withLock { (state) throws(StoreError) -> [KeyValue] in
             // Every condition first, so that a failing one changes nothing.
-            for write in writes {
-                let old = state.items[write.key]
-                switch write {
-                case .create(let key, _):
-                    guard old == nil else { throw .alreadyExists(key: key) }
-                case .update(let key, _, let expected), .delete(let key, .some(let expected)):
-                    guard let old else { throw .notFound(key: key) }
-                    guard old.modRevision == expected else {
-                        throw .conflict(key: key, expectedRevision: expected, actualRevision: old.modRevision)
-                    }
-                case .delete(let key, nil):
-                    guard old != nil else { throw .notFound(key: key) }
-                }
-            }
+            for write in writes { try write.checkCondition(current: state.items[write.key]) }
             var results: [KeyValue] = []
             for write in writes {
                 let old = state.items[write.key]

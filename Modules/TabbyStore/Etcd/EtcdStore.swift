@@ -175,17 +175,7 @@ public final class EtcdStore: KeyValueStore {
         guard response.succeeded == true else {
             for (index, write) in writes.enumerated() {
                 let current = index < answers.count ? answers[index].responseRange?.kvs?.first?.keyValue : nil
-                switch write {
-                case .create(let key, _):
-                    if current != nil { throw .alreadyExists(key: key) }
-                case .update(let key, _, let expected), .delete(let key, .some(let expected)):
-                    guard let current else { throw .notFound(key: key) }
-                    if current.modRevision != expected {
-                        throw .conflict(key: key, expectedRevision: expected, actualRevision: current.modRevision)
-                    }
-                case .delete(let key, nil):
-                    if current == nil { throw .notFound(key: key) }
-                }
+                try write.checkCondition(current: current)
             }
             throw .backend(store: name, reason: "etcd refused the commit of \(keys) although every condition holds")
         }

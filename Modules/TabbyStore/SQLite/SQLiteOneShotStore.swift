@@ -185,17 +185,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
         _ write: StoreWrite, connection: SQLiteConnection, path: String, retention: Revision
     ) throws -> KeyValue {
         let existing = try fetchKeyValue(connection, key: write.key)
-        switch write {
-        case .create(let key, _):
-            if existing != nil { throw StoreError.alreadyExists(key: key) }
-        case .update(let key, _, let expected), .delete(let key, .some(let expected)):
-            guard let existing else { throw StoreError.notFound(key: key) }
-            guard existing.modRevision == expected else {
-                throw StoreError.conflict(key: key, expectedRevision: expected, actualRevision: existing.modRevision)
-            }
-        case .delete(let key, nil):
-            if existing == nil { throw StoreError.notFound(key: key) }
-        }
+        try write.checkCondition(current: existing)
         let meta = try fetchMeta(connection, path: path)
         let revision = meta.revision + 1
         let result: KeyValue
