@@ -16,30 +16,26 @@
 // A verdict key not present falls back to (program, ANY, ANY), the program's default; a program
 // with no entries at all drops.
 //
-// Only UAPI types are used (the __sk_buff context and packet headers), whose layouts are ABI, so
-// the object needs no vmlinux.h and no CO-RE relocations. The byte layouts of every key and value
-// below are mirrored in Swift (Modules/TabbyEBPF/TCMaps.swift) and pinned by unit tests.
+// Built CO-RE against the running kernel's types: vmlinux.h is written from /sys/kernel/btf/vmlinux
+// at build time (Plugins/BPFCompiler), and its structs carry preserve_access_index, so every field
+// access to the __sk_buff context and to packet headers is a CO-RE relocation that libbpf checks and
+// resolves against the BTF of the kernel the object is loaded on. Packet header fields that the
+// kernel declares as bitfields (IPv4 header length, TCP flags) are read as the wire-format bytes
+// they are. The byte layouts of every map key and value below are mirrored in Swift
+// (Modules/TabbyEBPF/TCProgram.swift) and pinned by unit tests.
 
-#include <linux/bpf.h>
-#include <linux/pkt_cls.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
+#include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-// <linux/icmp.h> pulls in glibc's socket headers, which have no BPF target: the echo header by hand.
-struct icmp_echo_header {
-    __u8 type;
-    __u8 code;
-    __u16 checksum;
-    __u16 id;
-    __u16 sequence;
-};
+// vmlinux.h carries types and enums, not the UAPI headers' #defines: the few used here.
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
 #define ICMP_ECHOREPLY 0
 #define ICMP_ECHO 8
+#define IP_FRAGMENT_OFFSET 0x1fff
 
 // Endpoint flags.
 #define TABBY_EP_HOST 1 // a host endpoint: hooks in natural direction, failsafe ports apply
@@ -406,19 +402,24 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         return -1;
     }
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > end || ip->ihl < 5) {
+    if ((void *)(ip + 1) > end) {
+        *counter = CNT_MALFORMED;
+        return -1;
+    }
+    __u8 header_words = *(__u8 *)ip & 0x0f; // the low nibble of the first byte: IHL
+    if (header_words < 5) {
         *counter = CNT_MALFORMED;
         return -1;
     }
     // Non-first fragments carry no ports to police or track.
-    if (ip->frag_off & bpf_htons(0x1fff)) {
+    if (ip->frag_off & bpf_htons(IP_FRAGMENT_OFFSET)) {
         *counter = CNT_UNSUPPORTED;
         return -1;
     }
     p->saddr = ip->saddr;
     p->daddr = ip->daddr;
     p->protocol = ip->protocol;
-    void *l4 = (void *)ip + ip->ihl * 4;
+    void *l4 = (void *)ip + header_words * 4;
     switch (ip->protocol) {
     case IPPROTO_TCP: {
         struct tcphdr *tcp = l4;
@@ -429,8 +430,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         p->sport = tcp->source;
         p->dport = tcp->dest;
         p->policy_port = bpf_ntohs(tcp->dest);
-        p->tcp_flags = (tcp->fin ? F_FIN : 0) | (tcp->syn ? F_SYN : 0) | (tcp->rst ? F_RST : 0) |
-                       (tcp->ack ? F_ACK : 0);
+        // Byte 13 of the header holds the flags: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 (F_* above).
+        p->tcp_flags = *((__u8 *)tcp + 13) & (F_FIN | F_SYN | F_RST | F_ACK);
         break;
     }
     case IPPROTO_UDP: {
@@ -445,7 +446,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         break;
     }
     case IPPROTO_ICMP: {
-        struct icmp_echo_header *icmp = l4;
+        struct icmphdr *icmp = l4;
         if ((void *)(icmp + 1) > end) {
             *counter = CNT_MALFORMED;
             return -1;
@@ -453,8 +454,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         p->policy_port = ((__u16)icmp->type << 8) | icmp->code;
         if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY) {
             p->icmp_echo = 1;
-            p->sport = icmp->id;
-            p->dport = icmp->id;
+            p->sport = icmp->un.echo.id;
+            p->dport = icmp->un.echo.id;
         }
         break;
     }
