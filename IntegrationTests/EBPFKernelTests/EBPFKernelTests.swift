@@ -395,5 +395,44 @@
                 try EBPFDataplane.removeLeftovers(
                     interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
         }
+
+        /// A workload interface created after the last apply gets the program from the netlink
+        /// watch, without an apply (fail closed until its endpoint is bound); other interfaces do not.
+        @Test func theInterfaceWatchAttachesToNewWorkloadInterfaces() throws {
+            let fixture = try EBPFFixture("watch")
+            defer { fixture.tearDown() }
+            _ = try fixture.veth("cali0early", peer: "peer0")
+            let dataplane = try EBPFDataplane(pinRoot: fixture.pinRoot, namespacePath: fixture.namespacePath)
+            defer { dataplane.stopWatchingInterfaces() }
+            try dataplane.watchInterfaces()
+            func attached(_ name: String) throws -> Bool {
+                try TrafficControl.Hook.allCases.allSatisfy { hook in
+                    try TrafficControl.attachedProgramID(on: name, hook: hook, namespace: fixture.namespacePath) != nil
+                }
+            }
+            // Made before the watch began: attached by watchInterfaces itself.
+            #expect(try attached("cali0early"))
+            let created = ContinuousClock.now
+            _ = try fixture.veth("cali0late", peer: "peer1")
+            _ = try fixture.veth("other0", peer: "peer2")
+            var waited = Duration.zero
+            while try !attached("cali0late"), waited < .seconds(5) {
+                usleep(5_000)
+                waited = ContinuousClock.now - created
+            }
+            #expect(try attached("cali0late"), "no program on cali0late \(waited) after it was created")
+            #expect(
+                try TrafficControl.attachedProgramID(on: "other0", hook: .ingress, namespace: fixture.namespacePath)
+                    == nil)
+            #expect(dataplane.status().healthy, "\(dataplane.status().detail)")
+            // No endpoint entry yet: the new interface's packets drop, and status() counts why (the
+            // veth's own IPv6 neighbour discovery counts too, so at least one more).
+            let before = dataplane.status().packets["unknown_interface", default: 0]
+            let syn = Packet.tcp("10.0.1.5", 40000, pod, 80, .syn)
+            #expect(
+                try fixture.test(dataplane.program.egress, syn, ifindex: fixture.ifindex("cali0late")) == tcActionShot)
+            #expect(dataplane.status().packets["unknown_interface", default: 0] >= before + 1)
+            print("interface watch: program on cali0late \(waited) after it was created")
+        }
     }
 #endif

@@ -20,7 +20,10 @@ import TabbyPolicy
 /// `natOutgoing` goes to `outgoingNAT` (tabbyd gives it netfilter's masquerade); without one,
 /// a pool with `natOutgoing` is refused as unsupported.
 ///
-/// Not yet: host endpoints (left unprogrammed, as the nftables backend does), IPv6, interfaces that appear between two applies (attached at the next apply or reconcile).
+/// `watchInterfaces()` attaches the program to a workload interface as soon as netlink reports it,
+/// so a new pod's traffic drops until its endpoint is applied instead of passing unpoliced.
+///
+/// Not yet: host endpoints (left unprogrammed, as the nftables backend does), IPv6.
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
     public let configuration: DataplaneConfiguration
@@ -50,9 +53,11 @@ public final class EBPFDataplane: Dataplane {
         /// Endpoints whose policy the tables cannot express yet: they drop everything (fail
         /// closed) until their policy changes; the reason per endpoint.
         var unexpressible: [EndpointKey: String] = [:]
+        /// The netlink watch that attaches the program to workload interfaces as they appear.
+        var monitor: LinkMonitor?
     }
-    // Mutex: the agent applies from one task, status may be read from another.
-    private let state = Mutex(State())
+    // Mutex: the agent applies from one task, status and the interface watch from others.
+    let state = Mutex(State())
 
     /// Loads (or, with maps pinned under `pinRoot`, reuses) the tc program and writes the failsafe
     /// ports. Requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.
@@ -136,7 +141,7 @@ public final class EBPFDataplane: Dataplane {
     }
 
     public func status() -> DataplaneStatus {
-        state.withLock { state in
+        var status = state.withLock { state in
             DataplaneStatus(
                 healthy: state.lastError == nil && state.unexpressible.isEmpty,
                 detail: state.lastError
@@ -147,6 +152,13 @@ public final class EBPFDataplane: Dataplane {
                         ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
                 applies: state.applies, lastApplySeconds: state.lastApplySeconds)
         }
+        do {
+            for (counter, packets) in try program.counters() { status.packets[counter.metricName] = packets }
+        } catch {
+            status.healthy = false
+            status.detail += "; reading the packet counters: \(error)"
+        }
+        return status
     }
 
     public func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError) {
@@ -359,7 +371,7 @@ public final class EBPFDataplane: Dataplane {
         return report
     }
 
-    private static func interfaces(in namespacePath: String?) throws -> [Link] {
+    static func interfaces(in namespacePath: String?) throws -> [Link] {
         let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
         return try socket.links()
     }

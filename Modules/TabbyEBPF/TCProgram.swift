@@ -242,8 +242,14 @@ public final class TCProgram: Sendable {
         case unsupported = 6
         case malformed = 7
         case noProgram = 8
+
+        /// The case name in snake case (`policyDeny` -> `policy_deny`), for metrics.
+        public var metricName: String {
+            String("\(self)".flatMap { $0.isUppercase ? ["_"] + $0.lowercased() : [$0] })
+        }
     }
 
+    /// The counters, summed over CPUs; those never counted are absent.
     public func counters() throws -> [Counter: UInt64] {
         var result: [Counter: UInt64] = [:]
         for counter in Counter.allCases {
