@@ -215,6 +215,12 @@
             #expect(
                 try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 77, reply: true), ifindex: ifindex)
                     == tcActionOK)
+            // The scanner deletes what the program already treats as expired (the UDP flow), not
+            // the live ICMP one; a second pass finds nothing more.
+            let scan = try tc.removeExpiredConntrack()
+            #expect(scan.removed == 1 && scan.live == 1, "\(scan)")
+            #expect(try tc.conntrackEntries().compactMap(\.state) == [.icmp])
+            #expect(try tc.removeExpiredConntrack().removed == 0)
         }
 
         @Test func failsafePortsOpenOnlyOnHostEndpoints() throws {

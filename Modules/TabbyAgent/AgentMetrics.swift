@@ -94,6 +94,11 @@ public final class AgentMetrics: Sendable {
                 var text = metric(
                     "dataplane_healthy", "gauge", "1 while the dataplane reports itself healthy.",
                     status.healthy ? 1 : 0)
+                if let flows = status.trackedFlows {
+                    text += metric(
+                        "dataplane_tracked_flows", "gauge", "Connections in the dataplane's own conntrack (eBPF).",
+                        Double(flows))
+                }
                 guard !status.packets.isEmpty else { return text }
                 text += "# HELP tabby_dataplane_packets_total Packets the dataplane passed or dropped, by reason.\n"
                 text += "# TYPE tabby_dataplane_packets_total counter\n"

@@ -55,6 +55,9 @@ public final class EBPFDataplane: Dataplane {
         var unexpressible: [EndpointKey: String] = [:]
         /// The netlink watch that attaches the program to workload interfaces as they appear.
         var monitor: LinkMonitor?
+        /// The conntrack scanner's task, and the flows it found live at its last pass.
+        var scanner: Task<Void, Never>?
+        var trackedFlows: Int?
     }
     // Mutex: the agent applies from one task, status and the interface watch from others.
     let state = Mutex(State())
@@ -150,7 +153,7 @@ public final class EBPFDataplane: Dataplane {
                         : "failing closed for \(state.unexpressible.count) endpoints: "
                             + state.unexpressible.values.sorted().joined(separator: "; "))
                         ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
-                applies: state.applies, lastApplySeconds: state.lastApplySeconds)
+                applies: state.applies, lastApplySeconds: state.lastApplySeconds, trackedFlows: state.trackedFlows)
         }
         do {
             for (counter, packets) in try program.counters() { status.packets[counter.metricName] = packets }

@@ -282,11 +282,11 @@ func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.bigEndian) { Array($0) }
 }
 
-private func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
 }
 
-private func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     UInt32(bigEndian: readNative(bytes, offset))
 }
 

@@ -62,6 +62,7 @@ enum Dataplanes {
                     outgoingNAT: outgoingNAT)
                 // A new pod's veth gets the program (dropping) as netlink reports it, not at the next apply.
                 try dataplane.watchInterfaces()
+                dataplane.startConntrackScanner()
                 return dataplane
         #endif
         default:

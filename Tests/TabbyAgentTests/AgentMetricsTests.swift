@@ -9,10 +9,12 @@ struct AgentMetricsTests {
         let metrics = AgentMetrics()
         #expect(!metrics.prometheusText.contains("tabby_dataplane_healthy"))
         let status = Mutex(
-            DataplaneStatus(healthy: true, detail: "ok", packets: ["policy_deny": 3, "conntrack_hit": 120]))
+            DataplaneStatus(
+                healthy: true, detail: "ok", packets: ["policy_deny": 3, "conntrack_hit": 120], trackedFlows: 7))
         metrics.setDataplaneStatus { status.withLock { $0 } }
         let text = metrics.prometheusText
         #expect(text.contains("tabby_dataplane_healthy 1.0\n"))
+        #expect(text.contains("tabby_dataplane_tracked_flows 7.0\n"))
         #expect(text.contains("# TYPE tabby_dataplane_packets_total counter\n"))
         #expect(text.contains("tabby_dataplane_packets_total{reason=\"conntrack_hit\"} 120\n"))
         #expect(text.contains("tabby_dataplane_packets_total{reason=\"policy_deny\"} 3\n"))
@@ -31,6 +33,6 @@ struct AgentMetricsTests {
         metrics.setDataplaneStatus { DataplaneStatus(healthy: true, detail: "nftables") }
         let text = metrics.prometheusText
         #expect(text.contains("tabby_dataplane_healthy 1.0\n"))
-        #expect(!text.contains("tabby_dataplane_packets_total"))
+        #expect(!text.contains("tabby_dataplane_packets_total") && !text.contains("tracked_flows"))
     }
 }
