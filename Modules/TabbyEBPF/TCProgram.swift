@@ -242,6 +242,7 @@ public final class TCProgram: Sendable {
         case unsupported = 6
         case malformed = 7
         case noProgram = 8
+        case conntrackRelated = 9
 
         /// The case name in snake case (`policyDeny` -> `policy_deny`), for metrics.
         public var metricName: String {

@@ -34,7 +34,10 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_ARP 0x0806
 #define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
 #define IP_FRAGMENT_OFFSET 0x1fff
 
 // Endpoint flags.
@@ -73,6 +76,7 @@ enum {
     CNT_UNSUPPORTED = 6,    // IPv6, other ethertypes, non-first fragments: dropped
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
+    CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
     CNT_MAX = 16,
 };
 
@@ -465,6 +469,54 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
     return 0;
 }
 
+// An ICMP error (destination unreachable, fragmentation needed, time exceeded, parameter problem)
+// carries the IPv4 header and first 8 bytes of the packet it is about. Returns 1 when that packet's
+// flow has a live conntrack entry on this interface: the error is "related" and passes without
+// policy, as netfilter's RELATED does (path MTU discovery depends on it). Nothing is refreshed.
+static __always_inline int icmp_error_related(struct __sk_buff *skb, __u32 ifindex, __u64 now)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    if ((void *)(ip + 1) > end)
+        return 0;
+    __u32 outer_words = *(__u8 *)ip & 0x0f;
+    struct icmphdr *icmp = (void *)ip + outer_words * 4;
+    if ((void *)(icmp + 1) > end)
+        return 0;
+    if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED && icmp->type != ICMP_PARAMETERPROB)
+        return 0;
+    struct iphdr *inner = (void *)(icmp + 1);
+    if ((void *)(inner + 1) > end)
+        return 0;
+    __u32 inner_words = *(__u8 *)inner & 0x0f;
+    if (inner_words < 5)
+        return 0;
+    __u8 *ports = (void *)inner + inner_words * 4;
+    if ((void *)(ports + 8) > end)
+        return 0;
+    struct packet flow = {.saddr = inner->saddr, .daddr = inner->daddr, .protocol = inner->protocol};
+    switch (inner->protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        flow.sport = *(__u16 *)ports;
+        flow.dport = *(__u16 *)(ports + 2);
+        break;
+    case IPPROTO_ICMP: // an echo: tracked by its identifier (bytes 4-5 of the ICMP header)
+        if (ports[0] != ICMP_ECHO && ports[0] != ICMP_ECHOREPLY)
+            return 0;
+        flow.sport = *(__u16 *)(ports + 4);
+        flow.dport = flow.sport;
+        break;
+    default:
+        return 0;
+    }
+    struct tabby_ct_key key = {};
+    ct_key(&key, ifindex, &flow);
+    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct, &key);
+    return v && now - v->last_seen <= ct_timeout(v->state);
+}
+
 static __always_inline int handle(struct __sk_buff *skb, int hook)
 {
     __u32 ifindex = skb->ifindex;
@@ -482,7 +534,8 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
 
     int host = ep->flags & TABBY_EP_HOST;
     int direction = (hook == HOOK_TC_INGRESS) == (host != 0) ? POLICY_INGRESS : POLICY_EGRESS;
-    // ICMP other than echo is not tracked here (no "related" handling yet): it always gets policy.
+    // ICMP other than echo is not tracked itself: an error about a live flow passes as related,
+    // anything else gets policy.
     int tracked = p.protocol != IPPROTO_ICMP || p.icmp_echo;
     __u64 now = bpf_ktime_get_ns();
 
@@ -490,6 +543,8 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
     int source_is_b = ct_key(&key, ifindex, &p);
     if (tracked && ct_pass(&key, source_is_b, &p, now))
         return verdict(TC_ACT_OK, CNT_CT_HIT);
+    if (!tracked && icmp_error_related(skb, ifindex, now))
+        return verdict(TC_ACT_OK, CNT_CT_RELATED);
 
     if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
         struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};
