@@ -13,20 +13,7 @@ import Testing
     .serialized)
 struct NftablesReconcileTests {
     func nft(_ namespace: String, _ arguments: [String], input: String = "") -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        process.arguments = ["--net=\(namespace)", "/usr/sbin/nft"] + arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stdout
-        try? process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try? stdin.fileHandleForWriting.close()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        runInNamespace(namespace, ["/usr/sbin/nft"] + arguments, input: input)
     }
 
     @Test func reconcileRepairsAFlushedChainAndSweepRemovesOnlyTabbysLeftovers() throws {
