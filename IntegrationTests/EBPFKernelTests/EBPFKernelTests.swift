@@ -47,7 +47,7 @@
             #expect(
                 pinned == [
                     "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
-                    "tabby_failsafe", "tabby_ports", "tabby_verdicts",
+                    "tabby_failsafe", "tabby_host_addrs", "tabby_ports", "tabby_verdicts",
                 ])
             let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
             #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])
@@ -229,6 +229,7 @@
             try tc.setFailsafe(.inbound, protocol: 6, port: 22)
             try tc.setFailsafe(.outbound, protocol: 17, port: 53)
             let hostAddress = "10.0.0.1"
+            try tc.setHostAddresses([IPv4Address(hostAddress)!])
             // Host endpoint, natural direction: tc ingress is traffic to the host.
             #expect(
                 try fixture.test(tc.ingress, Packet.tcp("10.0.0.9", 41000, hostAddress, 22, .syn), ifindex: host)

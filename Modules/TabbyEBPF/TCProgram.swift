@@ -18,6 +18,7 @@ public final class TCProgram: Sendable {
     let conntrack: BPFMap
     let config: BPFMap
     let counterMap: BPFMap
+    let hostAddressMap: BPFMap
 
     /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`).
     public init(pinRoot: String?) throws {
@@ -32,6 +33,7 @@ public final class TCProgram: Sendable {
         conntrack = try object.map("tabby_ct")
         config = try object.map("tabby_config")
         counterMap = try object.map("tabby_counters")
+        hostAddressMap = try object.map("tabby_host_addrs")
     }
 
     // MARK: Endpoints
@@ -151,6 +153,32 @@ public final class TCProgram: Sendable {
         try failsafe.update(key: [direction.rawValue, `protocol`] + native(port), value: [1])
     }
 
+    // MARK: Host endpoints
+
+    /// The skb->mark bit the program sets on every packet a workload sends (tc ingress of its veth),
+    /// so that a host endpoint knows the packet was forwarded even after masquerade gave it the
+    /// host's address.
+    public static let fromWorkloadMark: UInt32 = 0x0800_0000
+
+    /// The node's own addresses (`tabby_host_addrs`): a packet on a host endpoint is to the host
+    /// when its destination is one of them (or multicast), from the host when its source is one and
+    /// it does not carry `fromWorkloadMark`. Everything else is forwarded and passes without policy.
+    public func hostAddresses() throws -> Set<IPv4Address> {
+        Set(try hostAddressMap.keys().map { IPv4Address(readBig($0, 0)) })
+    }
+
+    /// Makes `tabby_host_addrs` hold exactly `addresses`: adds the missing ones first, then deletes
+    /// the others (an address present in both is never briefly missing). Returns whether it changed.
+    @discardableResult
+    public func setHostAddresses(_ addresses: Set<IPv4Address>) throws -> Bool {
+        let present = try hostAddresses()
+        for address in addresses.subtracting(present).sorted() {
+            try hostAddressMap.update(key: address.bytes, value: [1])
+        }
+        for address in present.subtracting(addresses) { try hostAddressMap.delete(key: address.bytes) }
+        return present != addresses
+    }
+
     // MARK: Conntrack
 
     public enum ConntrackState: UInt8, Sendable {
@@ -242,6 +270,8 @@ public final class TCProgram: Sendable {
         case unsupported = 6
         case malformed = 7
         case noProgram = 8
+        /// On a host endpoint, a packet neither to nor from the host (forwarded): passed without policy.
+        case hostForwarded = 9
     }
 
     public func counters() throws -> [Counter: UInt64] {
