@@ -370,7 +370,7 @@
     }
     extension EBPFKernelTests {
         /// A node moved to another backend: the eBPF dataplane's filters and pins are found and
-        /// removed without loading the program, and only Tabby's interfaces are touched.
+        /// removed without loading the program (only Tabby's filters: `other0` has none and is left alone).
         @Test func leftoversOfAnEarlierRunAreRemoved() throws {
             let fixture = try EBPFFixture("leftovers")
             defer { fixture.tearDown() }
@@ -384,7 +384,7 @@
                         != nil)
             }
             let removed = try EBPFDataplane.removeLeftovers(
-                interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
+                namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
             #expect(removed == ["tc programs on cali0left", "pins under \(fixture.pinRoot)"], "\(removed)")
             for hook in TrafficControl.Hook.allCases {
                 #expect(
@@ -393,8 +393,7 @@
             }
             #expect(!FileManager.default.fileExists(atPath: fixture.pinRoot))
             #expect(
-                try EBPFDataplane.removeLeftovers(
-                    interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
+                try EBPFDataplane.removeLeftovers(namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
         }
     }
 #endif
