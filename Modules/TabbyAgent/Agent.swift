@@ -63,6 +63,7 @@ public final class Agent: Sendable {
         self.configuration = configuration
         self.dataplane = dataplane
         self.metrics = metrics
+        metrics.setDataplaneStatus { dataplane.status() }
         self.logger = logger
         self.store = try store ?? configuration.datastore.makeStore()
         if case .bgp(let options) = configuration.routing {

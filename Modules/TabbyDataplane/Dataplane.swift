@@ -100,12 +100,24 @@ public struct DataplaneStatus: Sendable, Hashable {
     /// Applies done, and the time the last one took.
     public var applies: Int
     public var lastApplySeconds: Double?
+    /// Packets the dataplane decided on since its maps were made, by reason in snake case
+    /// (`policy_deny`, `conntrack_hit`, `unknown_interface`, ...): "why was this packet dropped?" in
+    /// numbers. Empty for backends that leave counting to the kernel's rule counters.
+    public var packets: [String: UInt64]
+    /// Connections in the dataplane's own connection tracking (eBPF), at its last scan; nil where
+    /// the kernel's conntrack does it.
+    public var trackedFlows: Int?
 
-    public init(healthy: Bool, detail: String, applies: Int = 0, lastApplySeconds: Double? = nil) {
+    public init(
+        healthy: Bool, detail: String, applies: Int = 0, lastApplySeconds: Double? = nil,
+        packets: [String: UInt64] = [:], trackedFlows: Int? = nil
+    ) {
         self.healthy = healthy
         self.detail = detail
         self.applies = applies
         self.lastApplySeconds = lastApplySeconds
+        self.packets = packets
+        self.trackedFlows = trackedFlows
     }
 }
 

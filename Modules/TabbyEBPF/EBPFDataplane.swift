@@ -32,9 +32,12 @@ import TabbyPolicy
 /// `natOutgoing` goes to `outgoingNAT` (tabbyd gives it netfilter's masquerade); without one,
 /// a pool with `natOutgoing` is refused as unsupported.
 ///
-/// Not yet: IPv6, interfaces and host addresses that appear between two applies (attached and
-/// learnt at the next apply or reconcile), overlay traffic from other nodes ahead of host endpoint
-/// policy (VXLAN is policed like any other traffic to the host).
+/// `watchInterfaces()` attaches the program to a workload interface as soon as netlink reports it,
+/// so a new pod's traffic drops until its endpoint is applied instead of passing unpoliced.
+///
+/// Not yet: IPv6, host interfaces and host addresses that appear between two applies (attached
+/// and learnt at the next apply or reconcile), overlay traffic from other nodes ahead of host
+/// endpoint policy (VXLAN is policed like any other traffic to the host).
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
     public let configuration: DataplaneConfiguration
@@ -79,9 +82,14 @@ public final class EBPFDataplane: Dataplane {
         /// Endpoints whose policy the tables cannot express yet: they drop everything (fail
         /// closed) until their policy changes; the reason per endpoint.
         var unexpressible: [EndpointKey: String] = [:]
+        /// The netlink watch that attaches the program to workload interfaces as they appear.
+        var monitor: LinkMonitor?
+        /// The conntrack scanner's task, and the flows it found live at its last pass.
+        var scanner: Task<Void, Never>?
+        var trackedFlows: Int?
     }
-    // Mutex: the agent applies from one task, status may be read from another.
-    private let state = Mutex(State())
+    // Mutex: the agent applies from one task, status and the interface watch from others.
+    let state = Mutex(State())
 
     /// Loads (or, with maps pinned under `pinRoot`, reuses) the tc program and writes the failsafe
     /// ports. Requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.
@@ -165,7 +173,7 @@ public final class EBPFDataplane: Dataplane {
     }
 
     public func status() -> DataplaneStatus {
-        state.withLock { state in
+        var status = state.withLock { state in
             DataplaneStatus(
                 healthy: state.lastError == nil && state.unexpressible.isEmpty,
                 detail: state.lastError
@@ -180,8 +188,15 @@ public final class EBPFDataplane: Dataplane {
                                 : "; host endpoints enforced nowhere: "
                                     + state.hostUnattached.map { "\($0.key): \($0.value)" }.sorted().joined(
                                         separator: "; "))),
-                applies: state.applies, lastApplySeconds: state.lastApplySeconds)
+                applies: state.applies, lastApplySeconds: state.lastApplySeconds, trackedFlows: state.trackedFlows)
         }
+        do {
+            for (counter, packets) in try program.counters() { status.packets[counter.metricName] = packets }
+        } catch {
+            status.healthy = false
+            status.detail += "; reading the packet counters: \(error)"
+        }
+        return status
     }
 
     public func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError) {
@@ -551,7 +566,7 @@ public final class EBPFDataplane: Dataplane {
         return report
     }
 
-    private static func interfaces(in namespacePath: String?) throws -> [Link] {
+    static func interfaces(in namespacePath: String?) throws -> [Link] {
         let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
         return try socket.links()
     }

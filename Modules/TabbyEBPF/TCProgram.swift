@@ -270,10 +270,17 @@ public final class TCProgram: Sendable {
         case unsupported = 6
         case malformed = 7
         case noProgram = 8
+        case conntrackRelated = 9
         /// On a host endpoint, a packet neither to nor from the host (forwarded): passed without policy.
-        case hostForwarded = 9
+        case hostForwarded = 10
+
+        /// The case name in snake case (`policyDeny` -> `policy_deny`), for metrics.
+        public var metricName: String {
+            String("\(self)".flatMap { $0.isUppercase ? ["_"] + $0.lowercased() : [$0] })
+        }
     }
 
+    /// The counters, summed over CPUs; those never counted are absent.
     public func counters() throws -> [Counter: UInt64] {
         var result: [Counter: UInt64] = [:]
         for counter in Counter.allCases {
@@ -306,11 +313,11 @@ func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.bigEndian) { Array($0) }
 }
 
-private func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
 }
 
-private func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     UInt32(bigEndian: readNative(bytes, offset))
 }
 
