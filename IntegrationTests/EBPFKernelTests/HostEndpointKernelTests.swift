@@ -3,6 +3,7 @@
     import Glibc
     import Testing
     import TabbyCore
+    import TabbyDataplane
     import TabbyEBPF
     import TabbyNetlink
     import TabbyPolicy
@@ -167,6 +168,11 @@
                     try TrafficControl.attachedProgramID(on: "ext0", hook: hook, namespace: fixture.namespacePath)
                         == (hook == .ingress ? dataplane.program.ingress.id : dataplane.program.egress.id))
             }
+            // The other nodes' VXLAN (tabbyd passes their Node addresses): IPv4 ones reach the map.
+            try dataplane.setOverlayPeers(
+                OverlayPeers(addresses: [IPAddress("10.10.0.2")!, IPAddress("fd00::2")!], vxlanPort: 4789))
+            #expect(
+                try dataplane.program.overlayPeers() == [.init(address: IPv4Address("10.10.0.2")!, port: 4789)])
             let ext0 = try fixture.ifindex("ext0")
             #expect(try dataplane.program.endpointEntries()[ext0]?.isHost == true)
             #expect(try dataplane.program.hostAddresses().contains(IPv4Address("10.10.0.1")!))

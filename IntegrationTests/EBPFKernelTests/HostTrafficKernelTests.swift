@@ -70,6 +70,44 @@
             #expect(counters[.conntrackHit] == 1)
         }
 
+        /// VXLAN from and to the cluster's other nodes passes a host endpoint ahead of its policy
+        /// (Calico allows it from known hosts); from anyone else, or at another port, policy decides.
+        @Test func overlayTrafficOfOtherNodesPassesAheadOfHostEndpointPolicy() throws {
+            let fixture = try EBPFFixture("overlay")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let host = try fixture.veth("tabh0", peer: "tabw0")
+            try tc.setEndpoint(ifindex: host, .init(ingressProgram: 1, egressProgram: 1, isHost: true))
+            try tc.denyAll(program: 1)
+            try tc.setHostAddresses([IPv4Address("10.0.0.1")!])
+            let node2 = TCProgram.OverlayPeer(address: IPv4Address("10.0.0.2")!, port: 4789)
+            #expect(try tc.setOverlayPeers([node2]))
+            #expect(try tc.overlayPeers() == [node2])
+            #expect(try !tc.setOverlayPeers([node2]), "unchanged")
+            #expect(
+                try fixture.test(tc.ingress, Packet.udp("10.0.0.2", 40000, "10.0.0.1", 4789), ifindex: host)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(tc.egress, Packet.udp("10.0.0.1", 40001, "10.0.0.2", 4789), ifindex: host)
+                    == tcActionOK)
+            // Another sender, another port, another protocol: the host endpoint's policy (deny).
+            #expect(
+                try fixture.test(tc.ingress, Packet.udp("10.0.0.3", 40002, "10.0.0.1", 4789), ifindex: host)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(tc.ingress, Packet.udp("10.0.0.2", 40003, "10.0.0.1", 4790), ifindex: host)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp("10.0.0.2", 40004, "10.0.0.1", 4789, .syn), ifindex: host)
+                    == tcActionShot)
+            #expect(try tc.counters()[.overlayPeer] == 2)
+            // The node leaves the cluster: its VXLAN meets policy again.
+            #expect(try tc.setOverlayPeers([]))
+            #expect(
+                try fixture.test(tc.ingress, Packet.udp("10.0.0.2", 40005, "10.0.0.1", 4789), ifindex: host)
+                    == tcActionShot)
+        }
+
         /// The program's time per packet (BPF_PROG_TEST_RUN, 200,000 runs each) on the paths a host
         /// endpoint adds, beside a workload's new flow. Printed for docs/dataplanes.md; no bound is
         /// asserted (the machine is shared).

@@ -35,9 +35,11 @@ import TabbyPolicy
 /// `watchInterfaces()` attaches the program to a workload interface as soon as netlink reports it,
 /// so a new pod's traffic drops until its endpoint is applied instead of passing unpoliced.
 ///
+/// `setOverlayPeers` (tabbyd: the other nodes' Node addresses and the VXLAN port) lets their VXLAN
+/// traffic past host endpoint policy, as Calico does for known hosts.
+///
 /// Not yet: IPv6, host interfaces and host addresses that appear between two applies (attached
-/// and learnt at the next apply or reconcile), overlay traffic from other nodes ahead of host
-/// endpoint policy (VXLAN is policed like any other traffic to the host).
+/// and learnt at the next apply or reconcile).
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
     public let configuration: DataplaneConfiguration
@@ -199,6 +201,21 @@ public final class EBPFDataplane: Dataplane {
         return status
     }
 
+    /// Writes `tabby_overlay_peers`: the other nodes' IPv4 underlay addresses at the VXLAN port
+    /// (IPv6 ones are left out until the program reads IPv6).
+    public func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError) {
+        let entries = Set(
+            peers.addresses.compactMap { address -> TCProgram.OverlayPeer? in
+                guard case .v4(let v4) = address else { return nil }
+                return TCProgram.OverlayPeer(address: v4, port: peers.vxlanPort)
+            })
+        do {
+            try state.withLock { _ in _ = try program.setOverlayPeers(entries) }
+        } catch {
+            throw .kernel("writing the overlay peers: \(error)")
+        }
+    }
+
     public func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError) {
         if let outgoingNAT { return try outgoingNAT.set(nat) }
         guard nat.natPools.isEmpty else {
@@ -221,6 +238,7 @@ public final class EBPFDataplane: Dataplane {
                 for ifindex in try program.endpointEntries().keys { try program.removeEndpoint(ifindex: ifindex) }
                 for id in try program.policyProgramIDs() { try program.removePolicy(program: id) }
                 try program.setHostAddresses([])
+                try program.setOverlayPeers([])
                 state.attached = [:]
                 state.bindings = [:]
                 state.hostAttached = [:]

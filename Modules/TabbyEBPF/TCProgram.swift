@@ -19,6 +19,7 @@ public final class TCProgram: Sendable {
     let config: BPFMap
     let counterMap: BPFMap
     let hostAddressMap: BPFMap
+    let overlayPeerMap: BPFMap
 
     /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`).
     public init(pinRoot: String?) throws {
@@ -34,6 +35,7 @@ public final class TCProgram: Sendable {
         config = try object.map("tabby_config")
         counterMap = try object.map("tabby_counters")
         hostAddressMap = try object.map("tabby_host_addrs")
+        overlayPeerMap = try object.map("tabby_overlay_peers")
     }
 
     // MARK: Endpoints
@@ -179,6 +181,40 @@ public final class TCProgram: Sendable {
         return present != addresses
     }
 
+    /// One other node's overlay traffic (`tabby_overlay_peers`): UDP to `port` from `address` (to
+    /// the host) or from the host to `address` at `port` passes on host endpoints ahead of policy.
+    public struct OverlayPeer: Hashable, Sendable, Comparable {
+        public var address: IPv4Address
+        public var port: UInt16
+
+        public init(address: IPv4Address, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+
+        public static func < (a: OverlayPeer, b: OverlayPeer) -> Bool { (a.address, a.port) < (b.address, b.port) }
+
+        /// The key: the address in network order, the port in host order, two bytes of padding.
+        var key: [UInt8] { address.bytes + native(port) + [0, 0] }
+    }
+
+    public func overlayPeers() throws -> Set<OverlayPeer> {
+        Set(
+            try overlayPeerMap.keys().map {
+                OverlayPeer(address: IPv4Address(readBig($0, 0)), port: UInt16($0[4]) | UInt16($0[5]) << 8)
+            })
+    }
+
+    /// Makes `tabby_overlay_peers` hold exactly `peers` (added first, then the others deleted).
+    /// Returns whether it changed.
+    @discardableResult
+    public func setOverlayPeers(_ peers: Set<OverlayPeer>) throws -> Bool {
+        let present = try overlayPeers()
+        for peer in peers.subtracting(present).sorted() { try overlayPeerMap.update(key: peer.key, value: [1]) }
+        for peer in present.subtracting(peers) { try overlayPeerMap.delete(key: peer.key) }
+        return present != peers
+    }
+
     // MARK: Conntrack
 
     public enum ConntrackState: UInt8, Sendable {
@@ -273,6 +309,8 @@ public final class TCProgram: Sendable {
         case conntrackRelated = 9
         /// On a host endpoint, a packet neither to nor from the host (forwarded): passed without policy.
         case hostForwarded = 10
+        /// On a host endpoint, VXLAN from or to another node of the cluster: passed ahead of policy.
+        case overlayPeer = 11
 
         /// The case name in snake case (`policyDeny` -> `policy_deny`), for metrics.
         public var metricName: String {

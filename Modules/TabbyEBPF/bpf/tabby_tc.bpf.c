@@ -78,6 +78,7 @@ enum {
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
     CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
+    CNT_OVERLAY_PEER = 11,  // on a host endpoint, VXLAN from or to another node: passed ahead of policy
     CNT_HOST_FORWARDED = 10, // on a host endpoint, traffic not to or from the host: passed without policy
     CNT_MAX = 16,
 };
@@ -566,6 +567,35 @@ static __always_inline int masqueraded_from_workload(__u32 mark, int hook, const
     return hook == HOOK_TC_EGRESS && (mark & TABBY_MARK_FROM_WORKLOAD) && is_host_address(p->saddr);
 }
 
+// The cluster's other nodes (their underlay addresses) and the VXLAN port: UDP from one of them to
+// the port (tc ingress), or from the host to one of them at the port (tc egress), passes on a host
+// endpoint ahead of its policy, as Calico allows VXLAN from known hosts. User space fills it from
+// the Node resources.
+struct tabby_overlay_key {
+    __u32 addr; // the other node, network order
+    __u16 port; // destination UDP port, host order
+    __u16 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct tabby_overlay_key);
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_overlay_peers SEC(".maps");
+
+static __always_inline int overlay_peer(int direction, const struct packet *p)
+{
+    if (p->protocol != IPPROTO_UDP)
+        return 0;
+    struct tabby_overlay_key key = {
+        .addr = direction == POLICY_INGRESS ? p->saddr : p->daddr,
+        .port = p->policy_port,
+    };
+    return bpf_map_lookup_elem(&tabby_overlay_peers, &key) != 0;
+}
+
 // ---- end of host endpoints ----
 
 static __always_inline int handle(struct __sk_buff *skb, int hook)
@@ -608,6 +638,11 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
     }
     if (!tracked && icmp_error_related(skb, ifindex, now))
         return verdict(TC_ACT_OK, CNT_CT_RELATED);
+
+    if (host && overlay_peer(direction, &p)) {
+        ct_create(&key, source_is_b, &p, now);
+        return verdict(TC_ACT_OK, CNT_OVERLAY_PEER);
+    }
 
     if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
         struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};
