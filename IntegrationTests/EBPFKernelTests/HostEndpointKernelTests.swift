@@ -265,6 +265,21 @@
             #expect(try restarted.program.endpointEntries() == entries, "\(repaired)")
             #expect(!repaired.contains { $0.hasPrefix("attached") }, "\(repaired)")
 
+            // Restarted into a state without the host endpoint: sweep finds the filter the earlier
+            // run left on ext0 (this run never attached it) and removes it with the entry.
+            var withoutHostEndpoint = engine.ir
+            withoutHostEndpoint.endpoints[Self.hep] = nil
+            let third = try EBPFDataplane(pinRoot: fixture.pinRoot, namespacePath: fixture.namespacePath)
+            try third.sweep(keeping: withoutHostEndpoint)
+            #expect(
+                try TrafficControl.attachedProgramID(on: "ext0", hook: .ingress, namespace: fixture.namespacePath)
+                    == nil)
+            #expect(try third.program.endpointEntries()[try fixture.ifindex("ext0")] == nil)
+            _ = try restarted.reconcile(engine.ir)
+            #expect(
+                try TrafficControl.attachedProgramID(on: "ext0", hook: .ingress, namespace: fixture.namespacePath)
+                    != nil)
+
             // Someone else's filter on ext0 (another priority and handle) must survive every cleanup.
             try run([
                 // nsenter, not `tc -n`: that remounts /sys, and with it the bpf filesystem of the pin.
