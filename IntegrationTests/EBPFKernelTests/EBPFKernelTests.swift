@@ -47,7 +47,7 @@
             #expect(
                 pinned == [
                     "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
-                    "tabby_failsafe", "tabby_ports", "tabby_verdicts",
+                    "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers", "tabby_ports", "tabby_verdicts",
                 ])
             let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
             #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])
@@ -280,6 +280,7 @@
             try tc.setFailsafe(.inbound, protocol: 6, port: 22)
             try tc.setFailsafe(.outbound, protocol: 17, port: 53)
             let hostAddress = "10.0.0.1"
+            try tc.setHostAddresses([IPv4Address(hostAddress)!])
             // Host endpoint, natural direction: tc ingress is traffic to the host.
             #expect(
                 try fixture.test(tc.ingress, Packet.tcp("10.0.0.9", 41000, hostAddress, 22, .syn), ifindex: host)
@@ -420,7 +421,7 @@
     }
     extension EBPFKernelTests {
         /// A node moved to another backend: the eBPF dataplane's filters and pins are found and
-        /// removed without loading the program, and only Tabby's interfaces are touched.
+        /// removed without loading the program (only Tabby's filters: `other0` has none and is left alone).
         @Test func leftoversOfAnEarlierRunAreRemoved() throws {
             let fixture = try EBPFFixture("leftovers")
             defer { fixture.tearDown() }
@@ -434,7 +435,7 @@
                         != nil)
             }
             let removed = try EBPFDataplane.removeLeftovers(
-                interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
+                namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
             #expect(removed == ["tc programs on cali0left", "pins under \(fixture.pinRoot)"], "\(removed)")
             for hook in TrafficControl.Hook.allCases {
                 #expect(
@@ -443,8 +444,7 @@
             }
             #expect(!FileManager.default.fileExists(atPath: fixture.pinRoot))
             #expect(
-                try EBPFDataplane.removeLeftovers(
-                    interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
+                try EBPFDataplane.removeLeftovers(namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
         }
 
         /// A workload interface created after the last apply gets the program from the netlink

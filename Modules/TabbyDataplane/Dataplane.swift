@@ -26,6 +26,31 @@ public protocol Dataplane: Sendable {
     /// with the node's address. Set before the first apply or reconcile (tabbyd does), so a
     /// restarted agent finds the kernel already as wanted.
     func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError)
+    /// The cluster's other nodes' overlay traffic to let through ahead of host endpoint policy
+    /// (Calico allows VXLAN from known hosts before it). Set before the first apply (tabbyd does,
+    /// and again whenever a Node changes).
+    func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError)
+}
+
+extension Dataplane {
+    /// A backend that programs no host endpoint has no host endpoint policy to let overlay traffic
+    /// past.
+    public func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError) {}
+}
+
+/// The other nodes' underlay addresses and the VXLAN port they send to: UDP from one of them to
+/// that port, and from this host to one of them at that port, passes ahead of host endpoint policy.
+public struct OverlayPeers: Sendable, Hashable {
+    public var addresses: Set<IPAddress>
+    /// FelixConfiguration's vxlanPort (Calico's 4789).
+    public var vxlanPort: UInt16
+
+    public init(addresses: Set<IPAddress> = [], vxlanPort: UInt16 = 4789) {
+        self.addresses = addresses
+        self.vxlanPort = vxlanPort
+    }
+
+    public static let none = OverlayPeers()
 }
 
 /// Which pools masquerade traffic that leaves the pods' address space.

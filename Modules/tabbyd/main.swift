@@ -83,7 +83,7 @@ enum Dataplanes {
             if name != "ebpf" {
                 do {
                     report += try EBPFDataplane.removeLeftovers(
-                        interfacePrefix: configuration.workloadInterfacePrefix, namespacePath: nil,
+                        namespacePath: nil,
                         pinRoot: "\(bpfPinRoot)/\(node)"
                     ).map { "eBPF: removed \($0)" }
                 } catch {

@@ -4,8 +4,9 @@
 // interface (tabby_tc_ingress on the tc ingress hook, tabby_tc_egress on the tc egress hook).
 //
 // Per packet: endpoint lookup by ifindex (unknown interface: drop, fail closed) -> parse IPv4 and
-// TCP/UDP/ICMP -> conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) ->
-// policy verdict from maps -> on allow, create the conntrack entry.
+// TCP/UDP/ICMP -> host endpoints only: traffic not to or from the host passes (forwarded) ->
+// conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) -> policy verdict
+// from maps -> on allow, create the conntrack entry.
 //
 // The policy is data, not code (docs/dataplanes.md, "eBPF"): user space reduces an endpoint's
 // whole policy (tiers, policies, rules, profiles) per direction to a "policy program" id and three
@@ -77,6 +78,8 @@ enum {
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
     CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
+    CNT_OVERLAY_PEER = 11,  // on a host endpoint, VXLAN from or to another node: passed ahead of policy
+    CNT_HOST_FORWARDED = 10, // on a host endpoint, traffic not to or from the host: passed without policy
     CNT_MAX = 16,
 };
 
@@ -517,6 +520,84 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, __u32 ifind
     return v && now - v->last_seen <= ct_timeout(v->state);
 }
 
+
+// ---- Host endpoints: is a packet on a host interface to or from the host itself? ----
+//
+// A host endpoint's policy covers traffic to the host (tc ingress) and from the host (tc egress),
+// not traffic the host forwards (to and from its workloads, or between other interfaces): the IR
+// does not model applyOnForward. Two facts decide (docs/dataplanes.md, "Host endpoints"):
+// - tabby_host_addrs: the node's own addresses (and the broadcast addresses of its subnets), which
+//   user space keeps equal to the namespace's. To the host = the destination is one of them (or
+//   multicast); from the host = the source is one of them and the packet did not come from a
+//   workload.
+// - TABBY_MARK_FROM_WORKLOAD: the program sets this skb->mark bit on every packet a workload sends
+//   (tc ingress of its veth). It survives routing and masquerade within the namespace, so a pod's
+//   packet leaving with the host's address after natOutgoing is still known as forwarded.
+
+#define TABBY_MARK_FROM_WORKLOAD 0x08000000u
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32); // IPv4 address, network order
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_host_addrs SEC(".maps");
+
+static __always_inline int is_host_address(__u32 addr)
+{
+    return bpf_map_lookup_elem(&tabby_host_addrs, &addr) != 0;
+}
+
+// 1: the packet is to (hook ingress) or from (hook egress) the host; 0: forwarded through it.
+// `mark` is skb->mark, read once by the caller: two reads of the context field in different
+// branches let clang share one computed context pointer, which the verifier refuses.
+static __always_inline int host_endpoint_traffic(__u32 mark, int hook, const struct packet *p)
+{
+    if (hook == HOOK_TC_INGRESS)
+        return (bpf_ntohl(p->daddr) >> 28) == 0xe || is_host_address(p->daddr);
+    return !(mark & TABBY_MARK_FROM_WORKLOAD) && is_host_address(p->saddr);
+}
+
+// A workload's packet leaving the host with the host's own source address: natOutgoing masqueraded
+// it. Not host endpoint policy's to judge, but its replies come back addressed to the host, so the
+// flow is tracked on this interface (they pass by conntrack, before policy).
+static __always_inline int masqueraded_from_workload(__u32 mark, int hook, const struct packet *p)
+{
+    return hook == HOOK_TC_EGRESS && (mark & TABBY_MARK_FROM_WORKLOAD) && is_host_address(p->saddr);
+}
+
+// The cluster's other nodes (their underlay addresses) and the VXLAN port: UDP from one of them to
+// the port (tc ingress), or from the host to one of them at the port (tc egress), passes on a host
+// endpoint ahead of its policy, as Calico allows VXLAN from known hosts. User space fills it from
+// the Node resources.
+struct tabby_overlay_key {
+    __u32 addr; // the other node, network order
+    __u16 port; // destination UDP port, host order
+    __u16 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct tabby_overlay_key);
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_overlay_peers SEC(".maps");
+
+static __always_inline int overlay_peer(int direction, const struct packet *p)
+{
+    if (p->protocol != IPPROTO_UDP)
+        return 0;
+    struct tabby_overlay_key key = {
+        .addr = direction == POLICY_INGRESS ? p->saddr : p->daddr,
+        .port = p->policy_port,
+    };
+    return bpf_map_lookup_elem(&tabby_overlay_peers, &key) != 0;
+}
+
+// ---- end of host endpoints ----
+
 static __always_inline int handle(struct __sk_buff *skb, int hook)
 {
     __u32 ifindex = skb->ifindex;
@@ -534,6 +615,13 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
 
     int host = ep->flags & TABBY_EP_HOST;
     int direction = (hook == HOOK_TC_INGRESS) == (host != 0) ? POLICY_INGRESS : POLICY_EGRESS;
+    // Host endpoints: only traffic to or from the host meets their policy (see above).
+    __u32 mark = skb->mark;
+    if (!host && hook == HOOK_TC_INGRESS)
+        skb->mark = mark | TABBY_MARK_FROM_WORKLOAD;
+    int masqueraded = host && masqueraded_from_workload(mark, hook, &p);
+    if (host && !masqueraded && !host_endpoint_traffic(mark, hook, &p))
+        return verdict(TC_ACT_OK, CNT_HOST_FORWARDED);
     // ICMP other than echo is not tracked itself: an error about a live flow passes as related,
     // anything else gets policy.
     int tracked = p.protocol != IPPROTO_ICMP || p.icmp_echo;
@@ -543,8 +631,18 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
     int source_is_b = ct_key(&key, ifindex, &p);
     if (tracked && ct_pass(&key, source_is_b, &p, now))
         return verdict(TC_ACT_OK, CNT_CT_HIT);
+    if (masqueraded) {
+        if (tracked)
+            ct_create(&key, source_is_b, &p, now);
+        return verdict(TC_ACT_OK, CNT_HOST_FORWARDED);
+    }
     if (!tracked && icmp_error_related(skb, ifindex, now))
         return verdict(TC_ACT_OK, CNT_CT_RELATED);
+
+    if (host && overlay_peer(direction, &p)) {
+        ct_create(&key, source_is_b, &p, now);
+        return verdict(TC_ACT_OK, CNT_OVERLAY_PEER);
+    }
 
     if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
         struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};
