@@ -78,8 +78,8 @@ enum {
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
     CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
-    CNT_OVERLAY_PEER = 11,  // on a host endpoint, VXLAN from or to another node: passed ahead of policy
     CNT_HOST_FORWARDED = 10, // on a host endpoint, traffic not to or from the host: passed without policy
+    CNT_OVERLAY_PEER = 11,  // on a host endpoint, VXLAN from or to another node: passed ahead of policy
     CNT_MAX = 16,
 };
 
