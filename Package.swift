@@ -46,7 +46,7 @@ let package = Package(
         // Addresses, CIDRs, labels, selectors and the projectcalico.org/v3 resource model. No OS calls.
         .target(
             name: "TabbyCore",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: [.product(name: "Yams", package: "Yams"), "CTabbyShims"],
             path: "Modules/TabbyCore"
         ),
         // Policy resolution, compilation to the dataplane-neutral IR, and the reference evaluator.
@@ -136,7 +136,8 @@ let package = Package(
         ),
         // sqlite3_db_config (variadic, out of Swift's reach) for short-lived datastore connections.
         .target(name: "CTabbySQLite", path: "Modules/CTabbySQLite", linkerSettings: [.linkedLibrary("sqlite3")]),
-        // The few C helpers Swift cannot reach (setns, unshare, CLONE_NEWNET), TB_ prefix.
+        // The few C helpers Swift cannot reach (setns, unshare, CLONE_NEWNET, closefrom for
+        // posix_spawn), TB_ prefix.
         .target(name: "CTabbyShims", path: "Modules/CTabbyShims"),
         // rtnetlink over libmnl: links, addresses, routes, neighbours, namespaces, sysctls.
         .target(

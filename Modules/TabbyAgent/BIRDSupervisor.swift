@@ -2,6 +2,7 @@ import CTabbyShims
 import Foundation
 import Logging
 import Synchronization
+import TabbyCore
 import TabbyRouting
 
 /// Where BIRD runs and which binary (tabbyd `--routing bgp`).
@@ -205,39 +206,15 @@ final class BIRDSupervisor: Sendable {
         return result == pid || (result < 0 && errno == ECHILD && !Self.alive(pid))
     }
 
-    static func alive(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-        return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true)
-    }
+    static func alive(_ pid: Int32) -> Bool { Command.isAlive(pid) }
 
     /// Starts BIRD in its own session (a terminal's signals and a crash of tabbyd leave it
     /// running), output appended to `log`.
     static func spawn(_ command: [String], log: String) throws -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Nothing else of tabbyd's: BIRD outlives a crashed tabbyd and must not keep its listening
-        // sockets (the next tabbyd could not bind /liveness).
-        _ = TB_spawn_actions_closefrom(&actions, 3)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // POSIX_SPAWN_SETSID (0x80, glibc) is behind _GNU_SOURCE and does not import.
-        posix_spawnattr_setflags(&attributes, Int16(0x80 | POSIX_SPAWN_SETSIGMASK))
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var arguments = command.map { strdup($0) }
-        arguments.append(nil)
-        defer { for argument in arguments { free(argument) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, command[0], &actions, &attributes, arguments, environ)
-        guard status == 0 else {
-            throw AgentError("could not start \(command[0]): \(String(cString: strerror(status))); install bird2")
+        do {
+            return try Command.spawnDetached(command, log: log)
+        } catch {
+            throw AgentError("\(error); install bird2")
         }
-        return pid
     }
 }

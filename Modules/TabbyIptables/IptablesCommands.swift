@@ -121,46 +121,17 @@ enum IptablesProcess {
     static func run(_ command: [String], namespacePath: String?, input: String = "") throws(DataplaneError) -> String {
         var full = command
         if let namespacePath { full = ["/usr/bin/nsenter", "--net=\(namespacePath)"] + command }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: full[0])
-        process.arguments = Array(full.dropFirst())
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
         let name = command.map { ($0 as NSString).lastPathComponent }.prefix(3).joined(separator: " ")
-        // Not waitUntilExit: on Linux it polls the run loop every 50 ms, which would add up to
-        // 50 ms to every restore (measured: one ipset add took 3 ms or 53 ms).
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
+        let result: Command.Result
         do {
-            try process.run()
+            result = try Command.run(full, input: input)
         } catch {
-            throw .kernel("\(name): cannot run \(full[0]): \(error)")
+            throw .kernel("\(name): \(error)")
         }
-        // Output is read on another thread while input is written: a large save or restore must
-        // not deadlock on a full pipe.
-        let collected = Mutex<(Data, Data)>((Data(), Data()))
-        let group = DispatchGroup()
-        for (index, pipe) in [stdout, stderr].enumerated() {
-            group.enter()
-            DispatchQueue.global().async {
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                collected.withLock { if index == 0 { $0.0 = data } else { $0.1 = data } }
-                group.leave()
-            }
+        guard result.status == 0 else {
+            let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw .kernel("\(name) failed (exit \(result.status)): \(message)")
         }
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try? stdin.fileHandleForWriting.close()
-        group.wait()
-        exited.wait()
-        let (output, errors) = collected.withLock { $0 }
-        guard process.terminationStatus == 0 else {
-            let message = String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            throw .kernel("\(name) failed (exit \(process.terminationStatus)): \(message)")
-        }
-        return String(decoding: output, as: UTF8.self)
+        return result.stdout
     }
 }

@@ -501,27 +501,12 @@ public final class Lab: @unchecked Sendable {
         return link
     }
 
-    /// Runs a command to completion.
+    /// Runs a command to completion: (status, stdout, stderr).
     static func run(_ command: [String], environment: [String: String]? = nil, stdin: String = "") throws -> (
         Int32, String, String
     ) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        if let environment { process.environment = environment }
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        input.fileHandleForWriting.write(Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+        let result = try Command.run(command, environment: environment, input: stdin)
+        return (result.status, result.stdout, result.stderr)
     }
 
     static func shell(_ command: [String]) throws -> String {
@@ -533,34 +518,10 @@ public final class Lab: @unchecked Sendable {
     /// Starts a long-running process in its own session (it outlives this CLI), output to `log`;
     /// returns its PID.
     static func spawnDetached(_ command: [String], log: String) throws -> Int32 {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Its own session: it outlives this CLI and ignores the terminal's signals.
-        // POSIX_SPAWN_SETSID (0x80, glibc) is behind _GNU_SOURCE and does not import.
-        posix_spawnattr_setflags(&attributes, Int16(0x80 | POSIX_SPAWN_SETSIGMASK))
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var arguments = command.map { strdup($0) }
-        arguments.append(nil)
-        defer { for argument in arguments { free(argument) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, command[0], &actions, &attributes, arguments, environ)
-        guard status == 0 else { throw LabFailure("could not start \(command[0]): errno \(status)") }
-        return pid
+        try Command.spawnDetached(command, log: log)
     }
 
-    static func alive(_ pid: Int32) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
-        return !(stat.split(separator: ")").last?.trimmingCharacters(in: .whitespaces).hasPrefix("Z") ?? true)
-    }
+    static func alive(_ pid: Int32) -> Bool { Command.isAlive(pid) }
 
     /// SIGTERM, then SIGKILL after 5 s; only if the PID still runs `expecting` (never a reused PID).
     static func stop(_ pid: Int32, expecting: String) {

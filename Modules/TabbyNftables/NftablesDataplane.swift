@@ -256,31 +256,18 @@ public struct NftScriptCommitter: NftCommitter {
     }
 
     func run(_ arguments: [String], input: String) throws(DataplaneError) -> String {
-        let process = Process()
         var command = ["/usr/sbin/nft"] + arguments
         if let namespacePath { command = ["/usr/bin/nsenter", "--net=\(namespacePath)"] + command }
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
+        let result: Command.Result
         do {
-            try process.run()
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try stdin.fileHandleForWriting.close()
+            result = try Command.run(command, input: input)
         } catch {
-            throw .kernel("nft \(arguments.joined(separator: " ")): cannot run: \(error)")
+            throw .kernel("nft \(arguments.joined(separator: " ")): \(error)")
         }
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw .kernel("nft \(arguments.joined(separator: " ")) failed: \(String(decoding: errors, as: UTF8.self))")
+        guard result.status == 0 else {
+            throw .kernel("nft \(arguments.joined(separator: " ")) failed: \(result.stderr)")
         }
-        return String(decoding: output, as: UTF8.self)
+        return result.stdout
     }
 
     public func commit(_ changes: [NftChange]) throws(DataplaneError) {
