@@ -14,6 +14,8 @@ public final class TCProgram: Sendable {
     let ports: BPFMap
     let addresses: BPFMap
     let verdicts: BPFMap
+    let sourcePorts: BPFMap
+    let portPairs: BPFMap
     let failsafe: BPFMap
     let conntrack: BPFMap
     let config: BPFMap
@@ -28,6 +30,8 @@ public final class TCProgram: Sendable {
         ports = try object.map("tabby_ports")
         addresses = try object.map("tabby_addrs")
         verdicts = try object.map("tabby_verdicts")
+        sourcePorts = try object.map("tabby_sports")
+        portPairs = try object.map("tabby_port_pairs")
         failsafe = try object.map("tabby_failsafe")
         conntrack = try object.map("tabby_ct")
         config = try object.map("tabby_config")
@@ -67,6 +71,9 @@ public final class TCProgram: Sendable {
 
     /// A class id meaning "every other combination" in `setVerdict`: the program's default.
     public static let anyClass: UInt32 = 0xffff_ffff
+    /// Set in a port class (`setPortClass`): the class depends on the source port too, and the
+    /// program refines it through `setSourcePortClass` and `setPortPair` before the verdict.
+    public static let bySourcePort: UInt32 = 0x8000_0000
 
     public struct Verdict: Hashable, Sendable, CustomStringConvertible {
         public enum Action: UInt32, Hashable, Sendable {
@@ -92,6 +99,33 @@ public final class TCProgram: Sendable {
         for key in Self.portKeys(program: program, protocol: `protocol`, ports: ports) {
             try self.ports.update(key: key, value: native(portClass))
         }
+    }
+
+    /// Maps `protocol` (nil: every protocol) and the source ports in `ports` (nil: every port) of
+    /// policy program `program` to `sourcePortClass`; the program reads source ports of TCP and UDP
+    /// only (any other protocol finds the `protocol: nil` entry). Looked up only for port classes
+    /// with `bySourcePort`.
+    public func setSourcePortClass(
+        program: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, sourcePortClass: UInt32
+    ) throws {
+        for key in Self.portKeys(program: program, protocol: `protocol`, ports: ports) {
+            try sourcePorts.update(key: key, value: native(sourcePortClass))
+        }
+    }
+
+    /// Refines `portClass` (with `bySourcePort`) of `program`, for a packet whose source port is in
+    /// `sourcePortClass`, to `combinedClass`: the port class the verdicts name.
+    public func setPortPair(program: UInt32, portClass: UInt32, sourcePortClass: UInt32, combinedClass: UInt32)
+        throws
+    {
+        try portPairs.update(
+            key: Self.portPairKey(program: program, portClass: portClass, sourcePortClass: sourcePortClass),
+            value: native(combinedClass))
+    }
+
+    /// Hash key of `tabby_port_pairs`: program, port class, source-port class, all host order.
+    static func portPairKey(program: UInt32, portClass: UInt32, sourcePortClass: UInt32) -> [UInt8] {
+        native(program) + native(portClass) + native(sourcePortClass)
     }
 
     /// Maps the peer addresses in `cidr` (the source for ingress, the destination for egress) of
@@ -292,6 +326,16 @@ extension TCProgram {
             try setPortClass(
                 program: program, protocol: entry.protocolNumber, ports: entry.ports, portClass: entry.portClass)
         }
+        for entry in tables.sourcePorts {
+            try setSourcePortClass(
+                program: program, protocol: entry.protocolNumber, ports: entry.ports,
+                sourcePortClass: entry.sourcePortClass)
+        }
+        for entry in tables.portPairs {
+            try setPortPair(
+                program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass,
+                combinedClass: entry.combinedClass)
+        }
         for entry in tables.addresses {
             try setAddressClass(program: program, cidr: entry.cidr, addressClass: entry.addressClass)
         }
@@ -330,6 +374,16 @@ extension TCProgram {
                 try ports.delete(key: key)
             }
         }
+        for entry in tables.portPairs {
+            try portPairs.delete(
+                key: Self.portPairKey(
+                    program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass))
+        }
+        for entry in tables.sourcePorts {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                try sourcePorts.delete(key: key)
+            }
+        }
     }
 }
 
@@ -348,6 +402,19 @@ extension TCProgram {
             for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
                 entries.insert(.init(map: ports.name, key: key, value: native(entry.portClass)))
             }
+        }
+        for entry in tables.sourcePorts {
+            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+                entries.insert(.init(map: sourcePorts.name, key: key, value: native(entry.sourcePortClass)))
+            }
+        }
+        for entry in tables.portPairs {
+            entries.insert(
+                .init(
+                    map: portPairs.name,
+                    key: Self.portPairKey(
+                        program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass),
+                    value: native(entry.combinedClass)))
         }
         for entry in tables.addresses {
             entries.insert(
@@ -387,8 +454,10 @@ extension TCProgram {
     /// The ids of every policy program with entries in the maps.
     public func policyProgramIDs() throws -> Set<UInt32> {
         var ids = Set<UInt32>()
-        for key in try ports.keys() + addresses.keys() { ids.insert(UInt32(bigEndian: load(key, 4))) }
-        for key in try verdicts.keys() { ids.insert(load(key, 0)) }
+        for key in try ports.keys() + sourcePorts.keys() + addresses.keys() {
+            ids.insert(UInt32(bigEndian: load(key, 4)))
+        }
+        for key in try verdicts.keys() + portPairs.keys() { ids.insert(load(key, 0)) }
         return ids
     }
 
@@ -407,8 +476,9 @@ extension TCProgram {
         let bigID = big(program)
         let nativeID = native(program)
         return [
-            (ports, { Array($0[4..<8]) == bigID }), (addresses, { Array($0[4..<8]) == bigID }),
-            (verdicts, { Array($0[0..<4]) == nativeID }),
+            (ports, { Array($0[4..<8]) == bigID }), (sourcePorts, { Array($0[4..<8]) == bigID }),
+            (addresses, { Array($0[4..<8]) == bigID }), (verdicts, { Array($0[0..<4]) == nativeID }),
+            (portPairs, { Array($0[0..<4]) == nativeID }),
         ]
     }
 }

@@ -56,6 +56,17 @@
             #expect(TCProgram.portKeys(program: 1, protocol: 1, ports: 0x0800...0x0800)[0].suffix(2) == [8, 0])
         }
 
+        @Test func sourcePortLayout() {
+            // tabby_sports shares tabby_ports' key layout; a port class refined by the source port
+            // carries the top bit (TABBY_CLASS_BY_SPORT).
+            #expect(TCProgram.bySourcePort == 0x8000_0000)
+            // tabby_port_pairs: program | port class (with the bit) | source-port class, host order
+            #expect(
+                TCProgram.portPairKey(program: 0x0102_0304, portClass: 0x8000_0005, sourcePortClass: 7) == [
+                    4, 3, 2, 1, 5, 0, 0, 0x80, 7, 0, 0, 0,
+                ])
+        }
+
         @Test func addressKeyLayout() throws {
             #expect(
                 try TCProgram.addressKey(program: 9, cidr: CIDR("10.1.2.0/24")!) == [
