@@ -5,32 +5,28 @@ import TabbyPolicy
 /// (docs/dataplanes.md, "eBPF"): destination protocol and port -> port class, peer address ->
 /// address class, (port class, address class) -> verdict. Whatever the number of rules, a packet
 /// costs those three lookups. Where rules name source ports, the port classes those rules are in
-/// carry `TCProgram.bySourcePort` and two more tables refine them: protocol and source port ->
-/// source-port class, (port class, source-port class) -> the port class the verdicts name.
+/// carry `TCProgram.bySourcePort` and one more table refines them: (port class, protocol, source
+/// port) -> the port class the verdicts name.
 public struct PolicyTables: Equatable, Sendable {
     public struct PortEntry: Hashable, Sendable {
         /// nil: every protocol not listed (the program's catch-all).
         public var protocolNumber: UInt8?
         /// nil: every port of the protocol not listed. ICMP: type << 8 | code.
         public var ports: ClosedRange<UInt16>?
-        /// With `TCProgram.bySourcePort` set: refined by the source port through `portPairs`.
+        /// With `TCProgram.bySourcePort` set: refined by the source port through `sourcePorts`.
         public var portClass: UInt32
     }
 
-    /// Source ports, TCP and UDP only; every other protocol has the catch-all's class.
+    /// A port class with `TCProgram.bySourcePort`, refined by the source port (TCP and UDP only;
+    /// every other protocol has the class's catch-all) into the port class of the verdicts.
     public struct SourcePortEntry: Hashable, Sendable {
-        /// nil: every protocol not listed (the program's catch-all).
+        /// As `ports` holds it, with `TCProgram.bySourcePort`.
+        public var portClass: UInt32
+        /// nil: every protocol not listed (the class's catch-all).
         public var protocolNumber: UInt8?
         /// nil: every source port of the protocol not listed.
         public var ports: ClosedRange<UInt16>?
-        public var sourcePortClass: UInt32
-    }
-
-    /// (port class with `TCProgram.bySourcePort`, source-port class) -> the port class of the verdicts.
-    public struct PortPairEntry: Hashable, Sendable {
-        public var portClass: UInt32
-        public var sourcePortClass: UInt32
-        public var combinedClass: UInt32
+        public var refinedClass: UInt32
     }
 
     public struct AddressEntry: Hashable, Sendable {
@@ -47,7 +43,6 @@ public struct PolicyTables: Equatable, Sendable {
     public var ports: [PortEntry] = []
     /// Empty unless some port class has `TCProgram.bySourcePort`.
     public var sourcePorts: [SourcePortEntry] = []
-    public var portPairs: [PortPairEntry] = []
     public var addresses: [AddressEntry] = []
     /// Only the combinations whose verdict differs from `defaultVerdict`.
     public var verdicts: [VerdictEntry] = []
@@ -57,7 +52,7 @@ public struct PolicyTables: Equatable, Sendable {
     /// True when only the address table differs: the same port classes and the same verdict for
     /// every class combination, so the address entries can change in place, one at a time.
     public func differsOnlyInAddresses(from other: PolicyTables) -> Bool {
-        ports == other.ports && sourcePorts == other.sourcePorts && portPairs == other.portPairs
+        ports == other.ports && sourcePorts == other.sourcePorts
             && verdicts == other.verdicts && defaultVerdict == other.defaultVerdict && addresses != other.addresses
     }
 
@@ -73,13 +68,11 @@ public struct PolicyTables: Equatable, Sendable {
                 ?? entries.first { $0.0 == nil }?.2
         }
         var portClass = mostSpecific(ports.map { ($0.protocolNumber, $0.ports, $0.portClass) }, port)
-        if let refined = portClass, refined & TCProgram.bySourcePort != 0 {
+        if let marked = portClass, marked & TCProgram.bySourcePort != 0 {
             let value = proto == 6 || proto == 17 ? sourcePort : 0
-            let sourceClass = mostSpecific(
-                sourcePorts.map { ($0.protocolNumber, $0.ports, $0.sourcePortClass) }, value)
-            portClass =
-                portPairs.first { $0.portClass == refined && $0.sourcePortClass == sourceClass }?
-                .combinedClass
+            portClass = mostSpecific(
+                sourcePorts.filter { $0.portClass == marked }.map { ($0.protocolNumber, $0.ports, $0.refinedClass) },
+                value)
         }
         let address = IPAddress.v4(peer)
         let addressClass = addresses.filter { $0.cidr.contains(address) }
@@ -207,8 +200,7 @@ private struct Compiler {
         let (addressEntries, addressInfo) = addressClassification()
         let addressClasses = addressInfo.members
         var tables = PolicyTables(
-            ports: portInfo.entries, sourcePorts: portInfo.sourceEntries, portPairs: portInfo.pairs,
-            addresses: addressEntries)
+            ports: portInfo.entries, sourcePorts: portInfo.sourceEntries, addresses: addressEntries)
         // Classes refined by the source port never reach the verdict table.
         let finalPortClasses = portClasses.indices.filter { !portInfo.bySource[$0] }
 
@@ -440,12 +432,10 @@ private struct Compiler {
     }
 
     /// The port dimension: the classes (each: the rules caring about ports that match there), their
-    /// LPM entries and, where rules name source ports, the source-port entries and the pairs that
-    /// refine a class by the source port's class.
+    /// LPM entries and, where rules name source ports, the source-port entries that refine a class.
     struct PortClasses {
         var entries: [PolicyTables.PortEntry] = []
         var sourceEntries: [PolicyTables.SourcePortEntry] = []
-        var pairs: [PolicyTables.PortPairEntry] = []
         /// Per class: its rules, ascending.
         var members: [[Int]] = []
         /// Per class: refined by the source port (so never named in a verdict).
@@ -584,11 +574,13 @@ private struct Compiler {
     }
 
     /// Source ports: their classes (segments of TCP's and UDP's source ports, as for destination
-    /// ports; every other protocol has none and shares the catch-all), then for each class marked
-    /// `bySource` and each source-port class that can occur with it (the same protocol), the class
-    /// of the rules that hold for both: those that name no source port, and those the source-port
-    /// class holds. The peer's named source ports (ingress) get a source-port class of their own
-    /// per (protocol, port), whose tag the refined class carries to the verdict step.
+    /// ports; every other protocol has none), then for each class marked `bySource` and each
+    /// segment of a protocol it occurs in, the class of the rules that hold for both: those that
+    /// name no source port, and those the segment's source-port class holds. Adjacent segments
+    /// that refine to the same class become one, so a marked class gets entries only where the
+    /// source port changes which of its rules hold. The peer's named source ports (ingress) get a
+    /// segment of their own per (protocol, port), whose tag the refined class carries to the
+    /// verdict step.
     private func refineBySourcePort(
         _ result: inout PortClasses, occurs: [UInt32: Set<Int>], caring: [Int], maxCombinations: Int
     ) throws(PolicyTableCompiler.Error) {
@@ -611,33 +603,21 @@ private struct Compiler {
             }
             if direction == .ingress { namedValues.formUnion(named) }
         }
-        struct ClassKey: Hashable {
+        struct SourceClass: Hashable {
             var members: [Int]
             var named: PortKey?
         }
-        var classes: [[Int]] = []
-        var tags: [PortKey?] = []
-        var classOf: [ClassKey: UInt32] = [:]
-        var classesWith: [Int: Set<UInt32>] = [:]  // 6, 17, or -1 (other protocols) -> classes
-        func classify(_ members: [Int], named: PortKey?, proto: Int) -> UInt32 {
-            let key = ClassKey(members: members, named: named)
-            let id: UInt32
-            if let known = classOf[key] {
-                id = known
-            } else {
-                id = UInt32(classes.count)
-                classes.append(members)
-                tags.append(named)
-                classOf[key] = id
-            }
-            classesWith[proto, default: []].insert(id)
-            return id
+        var classes: [SourceClass] = []
+        var classOf: [SourceClass: Int] = [:]
+        func classify(_ members: [Int], named: PortKey?) -> Int {
+            let key = SourceClass(members: members, named: named)
+            if let known = classOf[key] { return known }
+            classes.append(key)
+            classOf[key] = classes.count - 1
+            return classes.count - 1
         }
-        result.sourceEntries.append(
-            .init(
-                protocolNumber: nil, ports: nil,
-                sourcePortClass: classify(
-                    naming.filter { sourcePortMatches($0, proto: 0, value: 0) }, named: nil, proto: -1)))
+        // Every protocol but TCP and UDP: no source port.
+        let portless = classify(naming.filter { sourcePortMatches($0, proto: 0, value: 0) }, named: nil)
         let ranged = naming.filter {
             !rules[$0].rule.source.ports.isEmpty && rules[$0].rule.source.namedPortSets.isEmpty
         }
@@ -649,9 +629,9 @@ private struct Compiler {
             for range in rules[index].rule.source.ports { starts[Int(range.lower), default: []].append(index) }
         }
         let cuts = boundaries.sorted()
+        var segmentsOf: [Int: [(ClosedRange<UInt16>, Int)]] = [:]
         for proto in [6, 17] {
             var active = Set<Int>()
-            var segments: [(ClosedRange<UInt16>, UInt32)] = []
             for (low, next) in zip(cuts, cuts.dropFirst()) {
                 active.formUnion(starts[low] ?? [])
                 active = active.filter { index in rules[index].rule.source.ports.contains { $0.contains(UInt16(low)) } }
@@ -660,35 +640,48 @@ private struct Compiler {
                 }
                 let single = PortKey(protocolNumber: proto, port: UInt16(low))
                 let named = next - low == 1 && namedValues.contains(single) ? single : nil
-                segments.append((UInt16(low)...UInt16(next - 1), classify(members, named: named, proto: proto)))
-            }
-            var sizes: [UInt32: Int] = [:]
-            for (range, id) in segments { sizes[id, default: 0] += range.count }
-            let common = sizes.max { ($0.value, $1.key) < ($1.value, $0.key) }!.key
-            result.sourceEntries.append(.init(protocolNumber: UInt8(proto), ports: nil, sourcePortClass: common))
-            for (range, id) in segments where id != common {
-                result.sourceEntries.append(.init(protocolNumber: UInt8(proto), ports: range, sourcePortClass: id))
+                segmentsOf[proto, default: []].append((UInt16(low)...UInt16(next - 1), classify(members, named: named)))
             }
         }
         for id in result.bySource.indices where result.bySource[id] {
+            let marked = UInt32(id) | TCProgram.bySourcePort
             let members = result.members[id]
             let fixed = members.filter { !namesSourcePorts[$0] }
             let held = Set(members)
-            var sourceClasses = Set<UInt32>()
-            for proto in occurs[UInt32(id)] ?? [] { sourceClasses.formUnion(classesWith[proto] ?? []) }
-            for sourceClass in sourceClasses.sorted() {
-                let kept = (fixed + classes[Int(sourceClass)].filter(held.contains)).sorted()
-                let tag = direction == .egress ? result.peerTags[id] : tags[Int(sourceClass)]
-                let combined = result.classify(kept, named: tag, bySource: false)
-                result.pairs.append(
-                    .init(
-                        portClass: UInt32(id) | TCProgram.bySourcePort, sourcePortClass: sourceClass,
-                        combinedClass: combined))
-                if result.pairs.count > maxCombinations {
-                    throw .unsupported(
-                        "\(program.endpoint) \(direction): more than \(maxCombinations) port/source-port class combinations"
-                    )
+            var refinedOf: [Int: UInt32] = [:]
+            func refined(_ sourceClass: Int) -> UInt32 {
+                if let known = refinedOf[sourceClass] { return known }
+                let kept = (fixed + classes[sourceClass].members.filter(held.contains)).sorted()
+                let tag = direction == .egress ? result.peerTags[id] : classes[sourceClass].named
+                let refined = result.classify(kept, named: tag, bySource: false)
+                refinedOf[sourceClass] = refined
+                return refined
+            }
+            result.sourceEntries.append(
+                .init(portClass: marked, protocolNumber: nil, ports: nil, refinedClass: refined(portless)))
+            for proto in [6, 17] where occurs[UInt32(id)]?.contains(proto) == true {
+                var merged: [(ClosedRange<UInt16>, UInt32)] = []
+                for (range, sourceClass) in segmentsOf[proto] ?? [] {
+                    let to = refined(sourceClass)
+                    if let last = merged.last, last.1 == to {
+                        merged[merged.count - 1].0 = last.0.lowerBound...range.upperBound
+                    } else {
+                        merged.append((range, to))
+                    }
                 }
+                var sizes: [UInt32: Int] = [:]
+                for (range, to) in merged { sizes[to, default: 0] += range.count }
+                let common = sizes.max { ($0.value, $1.key) < ($1.value, $0.key) }!.key
+                result.sourceEntries.append(
+                    .init(portClass: marked, protocolNumber: UInt8(proto), ports: nil, refinedClass: common))
+                for (range, to) in merged where to != common {
+                    result.sourceEntries.append(
+                        .init(portClass: marked, protocolNumber: UInt8(proto), ports: range, refinedClass: to))
+                }
+            }
+            if result.sourceEntries.count > maxCombinations {
+                throw .unsupported(
+                    "\(program.endpoint) \(direction): more than \(maxCombinations) port class and source-port entries")
             }
         }
     }

@@ -15,7 +15,6 @@ public final class TCProgram: Sendable {
     let addresses: BPFMap
     let verdicts: BPFMap
     let sourcePorts: BPFMap
-    let portPairs: BPFMap
     let failsafe: BPFMap
     let conntrack: BPFMap
     let config: BPFMap
@@ -31,7 +30,6 @@ public final class TCProgram: Sendable {
         addresses = try object.map("tabby_addrs")
         verdicts = try object.map("tabby_verdicts")
         sourcePorts = try object.map("tabby_sports")
-        portPairs = try object.map("tabby_port_pairs")
         failsafe = try object.map("tabby_failsafe")
         conntrack = try object.map("tabby_ct")
         config = try object.map("tabby_config")
@@ -72,7 +70,7 @@ public final class TCProgram: Sendable {
     /// A class id meaning "every other combination" in `setVerdict`: the program's default.
     public static let anyClass: UInt32 = 0xffff_ffff
     /// Set in a port class (`setPortClass`): the class depends on the source port too, and the
-    /// program refines it through `setSourcePortClass` and `setPortPair` before the verdict.
+    /// program refines it through `setSourcePortClass` before the verdict.
     public static let bySourcePort: UInt32 = 0x8000_0000
 
     public struct Verdict: Hashable, Sendable, CustomStringConvertible {
@@ -101,31 +99,29 @@ public final class TCProgram: Sendable {
         }
     }
 
-    /// Maps `protocol` (nil: every protocol) and the source ports in `ports` (nil: every port) of
-    /// policy program `program` to `sourcePortClass`; the program reads source ports of TCP and UDP
-    /// only (any other protocol finds the `protocol: nil` entry). Looked up only for port classes
-    /// with `bySourcePort`.
+    /// Refines `portClass` (as `setPortClass` wrote it, with `bySourcePort`) of policy program
+    /// `program`, for `protocol` (nil: every protocol) and the source ports in `ports` (nil: every
+    /// port), to `refinedClass`: the port class the verdicts name. The program reads source ports
+    /// of TCP and UDP only (any other protocol finds the `protocol: nil` entry).
     public func setSourcePortClass(
-        program: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, sourcePortClass: UInt32
+        program: UInt32, portClass: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, refinedClass: UInt32
     ) throws {
-        for key in Self.portKeys(program: program, protocol: `protocol`, ports: ports) {
-            try sourcePorts.update(key: key, value: native(sourcePortClass))
+        for key in Self.sourcePortKeys(program: program, portClass: portClass, protocol: `protocol`, ports: ports) {
+            try sourcePorts.update(key: key, value: native(refinedClass))
         }
     }
 
-    /// Refines `portClass` (with `bySourcePort`) of `program`, for a packet whose source port is in
-    /// `sourcePortClass`, to `combinedClass`: the port class the verdicts name.
-    public func setPortPair(program: UInt32, portClass: UInt32, sourcePortClass: UInt32, combinedClass: UInt32)
-        throws
+    /// LPM keys of `tabby_sports`: prefixlen (host order), program, port class, protocol (16 bits),
+    /// source port, the last four big endian; prefix 64 is the class's catch-all, 80 a protocol.
+    static func sourcePortKeys(program: UInt32, portClass: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?)
+        -> [[UInt8]]
     {
-        try portPairs.update(
-            key: Self.portPairKey(program: program, portClass: portClass, sourcePortClass: sourcePortClass),
-            value: native(combinedClass))
-    }
-
-    /// Hash key of `tabby_port_pairs`: program, port class, source-port class, all host order.
-    static func portPairKey(program: UInt32, portClass: UInt32, sourcePortClass: UInt32) -> [UInt8] {
-        native(program) + native(portClass) + native(sourcePortClass)
+        let head = big(program) + big(portClass)
+        guard let `protocol` else { return [native(UInt32(64)) + head + [0, 0, 0, 0]] }
+        guard let ports else { return [native(UInt32(80)) + head + big(UInt16(`protocol`)) + [0, 0]] }
+        return portPrefixes(ports).map { value, bits in
+            native(UInt32(80 + bits)) + head + big(UInt16(`protocol`)) + big(value)
+        }
     }
 
     /// Maps the peer addresses in `cidr` (the source for ingress, the destination for egress) of
@@ -328,13 +324,8 @@ extension TCProgram {
         }
         for entry in tables.sourcePorts {
             try setSourcePortClass(
-                program: program, protocol: entry.protocolNumber, ports: entry.ports,
-                sourcePortClass: entry.sourcePortClass)
-        }
-        for entry in tables.portPairs {
-            try setPortPair(
-                program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass,
-                combinedClass: entry.combinedClass)
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports,
+                refinedClass: entry.refinedClass)
         }
         for entry in tables.addresses {
             try setAddressClass(program: program, cidr: entry.cidr, addressClass: entry.addressClass)
@@ -374,13 +365,10 @@ extension TCProgram {
                 try ports.delete(key: key)
             }
         }
-        for entry in tables.portPairs {
-            try portPairs.delete(
-                key: Self.portPairKey(
-                    program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass))
-        }
         for entry in tables.sourcePorts {
-            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
+            for key in Self.sourcePortKeys(
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports)
+            {
                 try sourcePorts.delete(key: key)
             }
         }
@@ -404,17 +392,11 @@ extension TCProgram {
             }
         }
         for entry in tables.sourcePorts {
-            for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
-                entries.insert(.init(map: sourcePorts.name, key: key, value: native(entry.sourcePortClass)))
+            for key in Self.sourcePortKeys(
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports)
+            {
+                entries.insert(.init(map: sourcePorts.name, key: key, value: native(entry.refinedClass)))
             }
-        }
-        for entry in tables.portPairs {
-            entries.insert(
-                .init(
-                    map: portPairs.name,
-                    key: Self.portPairKey(
-                        program: program, portClass: entry.portClass, sourcePortClass: entry.sourcePortClass),
-                    value: native(entry.combinedClass)))
         }
         for entry in tables.addresses {
             entries.insert(
@@ -457,7 +439,7 @@ extension TCProgram {
         for key in try ports.keys() + sourcePorts.keys() + addresses.keys() {
             ids.insert(UInt32(bigEndian: load(key, 4)))
         }
-        for key in try verdicts.keys() + portPairs.keys() { ids.insert(load(key, 0)) }
+        for key in try verdicts.keys() { ids.insert(load(key, 0)) }
         return ids
     }
 
@@ -478,7 +460,6 @@ extension TCProgram {
         return [
             (ports, { Array($0[4..<8]) == bigID }), (sourcePorts, { Array($0[4..<8]) == bigID }),
             (addresses, { Array($0[4..<8]) == bigID }), (verdicts, { Array($0[0..<4]) == nativeID }),
-            (portPairs, { Array($0[0..<4]) == nativeID }),
         ]
     }
 }

@@ -15,7 +15,7 @@
 //   tabby_verdicts hash (program, port class, address class)          -> action, rule
 // A verdict key not present falls back to (program, ANY, ANY), the program's default; a program
 // with no entries at all drops. Source ports are a further dimension, paid only where a rule names
-// them: a port class with TABBY_CLASS_BY_SPORT set is refined by two more lookups (see
+// them: a port class with TABBY_CLASS_BY_SPORT set is refined by one more lookup (see
 // "Source ports" below) into the port class the verdict table knows.
 //
 // Only UAPI types are used (the __sk_buff context and packet headers), whose layouts are ABI, so
@@ -114,16 +114,19 @@ struct tabby_verdict {
 };
 
 // Source ports (the peer's on ingress, the endpoint's own on egress). A port class from tabby_ports
-// with this bit set depends on the source port too: the source port's class (tabby_sports, keyed
-// like tabby_ports: program, protocol, source port; TCP and UDP only, every other protocol at the
-// program's catch-all) and that class are reduced to the final port class (tabby_port_pairs).
-// Classes without the bit skip both lookups, so programs without source-port rules pay a bit test.
+// with this bit set depends on the source port too: tabby_sports maps (program, that class,
+// protocol, source port) to the final port class, in one LPM lookup (the (class, class) -> class
+// reduction folded into the trie: each marked class has its own source-port segments). TCP and UDP
+// only; every other protocol finds the class's catch-all (64-bit prefix). Classes without the bit
+// skip the lookup, so programs without source-port rules pay a bit test.
 #define TABBY_CLASS_BY_SPORT 0x80000000u
 
-struct tabby_port_pair_key {
-    __u32 program;
-    __u32 port_class; // with TABBY_CLASS_BY_SPORT, as tabby_ports holds it
-    __u32 sport_class;
+struct tabby_sport_key {
+    __u32 prefixlen;  // 64: program + class; 80: + protocol; 80 + n: n bits of source port
+    __u32 program;    // big endian
+    __u32 port_class; // big endian, with TABBY_CLASS_BY_SPORT, as tabby_ports holds it
+    __u16 protocol;   // big endian (IP protocol number)
+    __u16 port;       // big endian: source port
 };
 
 struct tabby_failsafe_key {
@@ -204,21 +207,12 @@ struct {
 // Source ports: see TABBY_CLASS_BY_SPORT.
 struct {
     __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-    __uint(max_entries, 262144);
-    __type(key, struct tabby_port_key);
+    __uint(max_entries, 1048576);
+    __type(key, struct tabby_sport_key);
     __type(value, __u32);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } tabby_sports SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 1048576);
-    __type(key, struct tabby_port_pair_key);
-    __type(value, __u32);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __uint(pinning, LIBBPF_PIN_BY_NAME);
-} tabby_port_pairs SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -392,24 +386,21 @@ static __always_inline void ct_create(struct tabby_ct_key *key, int source_is_b,
 static __always_inline int refine_by_sport(__u32 program, const struct packet *p, __u32 *port_class)
 {
     int has_ports = p->protocol == IPPROTO_TCP || p->protocol == IPPROTO_UDP;
-    struct tabby_port_key sk = {
-        .prefixlen = 64,
+    struct tabby_sport_key sk = {
+        .prefixlen = 96,
         .program = bpf_htonl(program),
+        .port_class = bpf_htonl(*port_class),
         .protocol = bpf_htons(p->protocol),
         .port = has_ports ? p->sport : 0, // already network order; ICMP's echo id is no port
     };
-    __u32 *sport_class = bpf_map_lookup_elem(&tabby_sports, &sk);
-    if (!sport_class)
+    __u32 *refined = bpf_map_lookup_elem(&tabby_sports, &sk);
+    if (!refined)
         return 0;
-    struct tabby_port_pair_key rk = {.program = program, .port_class = *port_class, .sport_class = *sport_class};
-    __u32 *combined = bpf_map_lookup_elem(&tabby_port_pairs, &rk);
-    if (!combined)
-        return 0;
-    *port_class = *combined;
+    *port_class = *refined;
     return 1;
 }
 
-// The policy verdict for a new flow: three lookups whatever the number of rules (five where the
+// The policy verdict for a new flow: three lookups whatever the number of rules (four where the
 // destination port's class depends on the source port).
 static __always_inline int policy_allows(__u32 program, const struct packet *p, __u32 peer, __u32 *counter)
 {
