@@ -289,7 +289,7 @@ let package = Package(
             name: "EBPFKernelTests",
             dependencies: [
                 .target(name: "TabbyEBPF", condition: .when(traits: ["EBPF"])), "TabbyCore", "TabbyNetlink",
-                "TabbyPolicy",
+                "TabbyPolicy", "TabbyDataplane",
             ],
             path: "IntegrationTests/EBPFKernelTests"
         ),

@@ -15,20 +15,7 @@ import Testing
     .serialized)
 struct IptablesReconcileTests {
     func run(_ namespace: String, _ command: [String], input: String = "") -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        process.arguments = ["--net=\(namespace)"] + command
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stdout
-        try? process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try? stdin.fileHandleForWriting.close()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        runInNamespace(namespace, command, input: input)
     }
 
     /// An IR with one policy, so that there are policy chains and an ipset to damage.

@@ -13,20 +13,7 @@ import Testing
     .serialized)
 struct NftablesReconcileTests {
     func nft(_ namespace: String, _ arguments: [String], input: String = "") -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-        process.arguments = ["--net=\(namespace)", "/usr/sbin/nft"] + arguments
-        let stdin = Pipe()
-        let stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stdout
-        try? process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try? stdin.fileHandleForWriting.close()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        runInNamespace(namespace, ["/usr/sbin/nft"] + arguments, input: input)
     }
 
     @Test func reconcileRepairsAFlushedChainAndSweepRemovesOnlyTabbysLeftovers() throws {
@@ -57,5 +44,39 @@ struct NftablesReconcileTests {
         #expect(!tables.contains("tabby_old"), "\(tables)")
         #expect(tables.contains("table ip filter"), "not Tabby's, so it stays: \(tables)")
         #expect(tables.contains("table inet tabby"), "\(tables)")
+    }
+
+    /// A rule or set element changed in place (the same counts) is drift too: reconcile compares
+    /// content, reports it and rewrites; what it wrote itself reads back as equal.
+    @Test func reconcileComparesRulesAndElementsNotOnlyCounts() throws {
+        let name = "tabby-t-nftcmp-\(UUID().uuidString.prefix(6).lowercased())"
+        let path = try NetworkNamespace.create(named: name)
+        defer { try? NetworkNamespace.delete(named: name) }
+        let dataplane = NftablesDataplane(committer: try NftNetlinkCommitter(namespacePath: path))
+        let ir = IptablesReconcileTests.ir()
+        #expect(try dataplane.reconcile(ir) == ["table inet tabby is missing"])
+        let again = try dataplane.reconcile(ir)
+        #expect(again.isEmpty, "what was written must read back as equal: \(again)")
+
+        let listing = nft(path, ["-a", "list", "table", "inet", "tabby"]).1
+        // The policy chain's first rule becomes a plain accept (same number of rules).
+        let lines = listing.split(separator: "\n").map(String.init)
+        let chainLine = try #require(lines.firstIndex { $0.contains("chain pi-") })
+        let chain = String(lines[chainLine].split(separator: " ")[1])
+        let ruleLine = try #require(lines[(chainLine + 1)...].first { $0.contains("# handle ") })
+        let handle = String(try #require(ruleLine.components(separatedBy: "# handle ").last))
+        #expect(nft(path, ["replace", "rule", "inet", "tabby", chain, "handle", handle, "accept"]).0 == 0)
+        // A set member swapped for another (same number of elements).
+        let setLine = try #require(lines.first { $0.contains("set s-") && $0.contains("-v4") })
+        let set = String(setLine.trimmingCharacters(in: .whitespaces).split(separator: " ")[1])
+        #expect(nft(path, ["delete", "element", "inet", "tabby", set, "{ 10.0.0.2 }"]).0 == 0)
+        #expect(nft(path, ["add", "element", "inet", "tabby", set, "{ 10.0.0.9 }"]).0 == 0)
+
+        let drift = try dataplane.reconcile(ir)
+        #expect(drift.contains { $0.hasPrefix("chain \(chain) rule 1 differs") }, "\(drift)")
+        #expect(drift.contains("set \(set): 1 elements missing, 1 not wanted"), "\(drift)")
+        #expect(try dataplane.reconcile(ir).isEmpty, "repaired")
+        let repaired = nft(path, ["list", "set", "inet", "tabby", set]).1
+        #expect(repaired.contains("10.0.0.2") && !repaired.contains("10.0.0.9"), "\(repaired)")
     }
 }

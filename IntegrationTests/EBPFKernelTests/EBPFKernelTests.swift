@@ -47,7 +47,8 @@
             #expect(
                 pinned == [
                     "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
-                    "tabby_failsafe", "tabby_ports", "tabby_sports", "tabby_verdicts",
+                    "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers", "tabby_ports", "tabby_sports",
+                    "tabby_verdicts",
                 ])
             let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
             #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])
@@ -203,7 +204,7 @@
             #expect(
                 try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 78, reply: true), ifindex: ifindex)
                     == tcActionShot)
-            // Untracked ICMP (no "related" handling yet) always meets policy.
+            // Other ICMP, not about a tracked flow, meets policy.
             #expect(
                 try fixture.test(tc.egress, Packet.icmp(dns, pod, type: 3, code: 3), ifindex: ifindex) == tcActionShot)
             #expect(Set(try tc.conntrackEntries().compactMap(\.state)) == [.udp, .icmp])
@@ -215,6 +216,57 @@
             #expect(
                 try fixture.test(tc.egress, Packet.icmpEcho(dns, pod, id: 77, reply: true), ifindex: ifindex)
                     == tcActionOK)
+            // The scanner deletes what the program already treats as expired (the UDP flow), not
+            // the live ICMP one; a second pass finds nothing more.
+            let scan = try tc.removeExpiredConntrack()
+            #expect(scan.removed == 1 && scan.live == 1, "\(scan)")
+            #expect(try tc.conntrackEntries().compactMap(\.state) == [.icmp])
+            #expect(try tc.removeExpiredConntrack().removed == 0)
+        }
+
+        /// ICMP errors about a flow the endpoint has open pass as related (path MTU discovery needs
+        /// "fragmentation needed" to reach the sender), whatever the policy; errors about flows it
+        /// does not have, or quoting another interface's flow, meet policy.
+        @Test func icmpErrorsAboutLiveFlowsPassAsRelated() throws {
+            let fixture = try EBPFFixture("related")
+            defer { fixture.tearDown() }
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            let ifindex = try fixture.veth("tabw0", peer: "tabp0")
+            let other = try fixture.ifindex("tabp0")
+            for index in [ifindex, other] {
+                try tc.setEndpoint(ifindex: index, .init(ingressProgram: 1, egressProgram: 2))
+            }
+            try tc.denyAll(program: 1)
+            try tc.allowAll(program: 2)
+            let server = "192.0.2.80"
+            let router = "192.0.2.1"
+            // The pod opens TCP and UDP flows and sends a ping (tc ingress: its egress, allowed).
+            let syn = Packet.tcp(pod, 40000, server, 443, .syn)
+            let udp = Packet.udp(pod, 33333, server, 53)
+            let ping = Packet.icmpEcho(pod, server, id: 9)
+            for frame in [syn, udp, ping] {
+                #expect(try fixture.test(tc.ingress, frame, ifindex: ifindex) == tcActionOK)
+            }
+            // Errors about them come back to the pod (tc egress: its ingress, which denies all).
+            let tooBig = Packet.icmpError(router, pod, type: 3, code: 4, about: syn)
+            #expect(try fixture.test(tc.egress, tooBig, ifindex: ifindex) == tcActionOK)
+            let unreachable = Packet.icmpError(server, pod, type: 3, code: 3, about: udp)
+            #expect(try fixture.test(tc.egress, unreachable, ifindex: ifindex) == tcActionOK)
+            let expired = Packet.icmpError(router, pod, type: 11, code: 0, about: ping)
+            #expect(try fixture.test(tc.egress, expired, ifindex: ifindex) == tcActionOK)
+            #expect(try tc.counters()[.conntrackRelated] == 3)
+            // About a flow never opened (another source port), or on another interface: policy (deny).
+            let stranger = Packet.icmpError(
+                router, pod, type: 3, code: 4, about: Packet.tcp(pod, 40001, server, 443, .syn))
+            #expect(try fixture.test(tc.egress, stranger, ifindex: ifindex) == tcActionShot)
+            #expect(try fixture.test(tc.egress, tooBig, ifindex: other) == tcActionShot)
+            // Not an error type: an echo request to the pod is not "related" to its own ping.
+            #expect(try fixture.test(tc.egress, Packet.icmpEcho(server, pod, id: 10), ifindex: ifindex) == tcActionShot)
+            #expect(try tc.counters()[.conntrackRelated] == 3)
+            // Once the flow has expired, its errors meet policy too.
+            try tc.setTimeouts(.init(udp: .milliseconds(50)))
+            usleep(150_000)
+            #expect(try fixture.test(tc.egress, unreachable, ifindex: ifindex) == tcActionShot)
         }
 
         @Test func failsafePortsOpenOnlyOnHostEndpoints() throws {
@@ -229,6 +281,7 @@
             try tc.setFailsafe(.inbound, protocol: 6, port: 22)
             try tc.setFailsafe(.outbound, protocol: 17, port: 53)
             let hostAddress = "10.0.0.1"
+            try tc.setHostAddresses([IPv4Address(hostAddress)!])
             // Host endpoint, natural direction: tc ingress is traffic to the host.
             #expect(
                 try fixture.test(tc.ingress, Packet.tcp("10.0.0.9", 41000, hostAddress, 22, .syn), ifindex: host)
@@ -369,7 +422,7 @@
     }
     extension EBPFKernelTests {
         /// A node moved to another backend: the eBPF dataplane's filters and pins are found and
-        /// removed without loading the program, and only Tabby's interfaces are touched.
+        /// removed without loading the program (only Tabby's filters: `other0` has none and is left alone).
         @Test func leftoversOfAnEarlierRunAreRemoved() throws {
             let fixture = try EBPFFixture("leftovers")
             defer { fixture.tearDown() }
@@ -383,7 +436,7 @@
                         != nil)
             }
             let removed = try EBPFDataplane.removeLeftovers(
-                interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
+                namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot)
             #expect(removed == ["tc programs on cali0left", "pins under \(fixture.pinRoot)"], "\(removed)")
             for hook in TrafficControl.Hook.allCases {
                 #expect(
@@ -392,8 +445,46 @@
             }
             #expect(!FileManager.default.fileExists(atPath: fixture.pinRoot))
             #expect(
-                try EBPFDataplane.removeLeftovers(
-                    interfacePrefix: "cali", namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
+                try EBPFDataplane.removeLeftovers(namespacePath: fixture.namespacePath, pinRoot: fixture.pinRoot) == [])
+        }
+
+        /// A workload interface created after the last apply gets the program from the netlink
+        /// watch, without an apply (fail closed until its endpoint is bound); other interfaces do not.
+        @Test func theInterfaceWatchAttachesToNewWorkloadInterfaces() throws {
+            let fixture = try EBPFFixture("watch")
+            defer { fixture.tearDown() }
+            _ = try fixture.veth("cali0early", peer: "peer0")
+            let dataplane = try EBPFDataplane(pinRoot: fixture.pinRoot, namespacePath: fixture.namespacePath)
+            defer { dataplane.stopWatchingInterfaces() }
+            try dataplane.watchInterfaces()
+            func attached(_ name: String) throws -> Bool {
+                try TrafficControl.Hook.allCases.allSatisfy { hook in
+                    try TrafficControl.attachedProgramID(on: name, hook: hook, namespace: fixture.namespacePath) != nil
+                }
+            }
+            // Made before the watch began: attached by watchInterfaces itself.
+            #expect(try attached("cali0early"))
+            let created = ContinuousClock.now
+            _ = try fixture.veth("cali0late", peer: "peer1")
+            _ = try fixture.veth("other0", peer: "peer2")
+            var waited = Duration.zero
+            while try !attached("cali0late"), waited < .seconds(5) {
+                usleep(5_000)
+                waited = ContinuousClock.now - created
+            }
+            #expect(try attached("cali0late"), "no program on cali0late \(waited) after it was created")
+            #expect(
+                try TrafficControl.attachedProgramID(on: "other0", hook: .ingress, namespace: fixture.namespacePath)
+                    == nil)
+            #expect(dataplane.status().healthy, "\(dataplane.status().detail)")
+            // No endpoint entry yet: the new interface's packets drop, and status() counts why (the
+            // veth's own IPv6 neighbour discovery counts too, so at least one more).
+            let before = dataplane.status().packets["unknown_interface", default: 0]
+            let syn = Packet.tcp("10.0.1.5", 40000, pod, 80, .syn)
+            #expect(
+                try fixture.test(dataplane.program.egress, syn, ifindex: fixture.ifindex("cali0late")) == tcActionShot)
+            #expect(dataplane.status().packets["unknown_interface", default: 0] >= before + 1)
+            print("interface watch: program on cali0late \(waited) after it was created")
         }
     }
 #endif

@@ -122,6 +122,14 @@
             ipv4(source, destination, protocol: 1, payload: [type, code, 0, 0, 0, 0, 0, 0])
         }
 
+        /// An ICMP error (`type`/`code`) from `source` to `destination` about `frame` (a frame built
+        /// here): its IPv4 header and first 8 bytes of payload, as routers quote them.
+        static func icmpError(_ source: String, _ destination: String, type: UInt8, code: UInt8, about frame: [UInt8])
+            -> [UInt8]
+        {
+            ipv4(source, destination, protocol: 1, payload: [type, code, 0, 0, 0, 0, 0, 0] + frame[14..<(14 + 28)])
+        }
+
         static func arpRequest() -> [UInt8] {
             ethernet(type: 0x0806) + [0, 1, 8, 0, 6, 4, 0, 1] + [2, 0, 0, 0, 0, 1] + [10, 65, 0, 2]
                 + [0, 0, 0, 0, 0, 0] + [169, 254, 1, 1]

@@ -1,5 +1,6 @@
 import TabbyCore
 import Glibc
+import Synchronization
 import TabbyNetlink
 import Testing
 
@@ -245,6 +246,34 @@ struct NetlinkKernelTests {
             #expect(try socket.requireLink("tport0").masterIndex == nil)
             #expect(try socket.deleteLink(named: "tbr0"))
             #expect(try !socket.deleteLink(named: "tbr0"))
+        }
+    }
+
+    /// The link monitor sees a veth made in its namespace appear and go, and nothing from another.
+    @Test func linkMonitorReportsInterfacesComingAndGoing() throws {
+        try withNamespaces(2) { paths in
+            let events = Mutex<[LinkMonitor.Event]>([])
+            let monitor = try LinkMonitor(namespacePath: paths[0]) { event in events.withLock { $0.append(event) } }
+            defer { monitor.stop() }
+            let other = try RouteSocket.open(inNamespaceAt: paths[1])
+            try other.createVeth(name: "cali0elsewhere", peerName: "peer9")
+            let socket = try RouteSocket.open(inNamespaceAt: paths[0])
+            try socket.createVeth(name: "cali0watched", peerName: "peer0")
+            #expect(try socket.deleteLink(named: "cali0watched"))
+            func names(_ pick: (LinkMonitor.Event) -> Link?) -> Set<String> {
+                Set(events.withLock { $0 }.compactMap(pick).map(\.name))
+            }
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !names({ if case .removed(let link) = $0 { link } else { nil } }).contains("cali0watched"),
+                ContinuousClock.now < deadline
+            {
+                usleep(5_000)
+            }
+            let changed = names { if case .changed(let link) = $0 { link } else { nil } }
+            let removed = names { if case .removed(let link) = $0 { link } else { nil } }
+            #expect(changed.isSuperset(of: ["cali0watched", "peer0"]), "\(events.withLock { $0 })")
+            #expect(removed.contains("cali0watched"), "\(events.withLock { $0 })")
+            #expect(!changed.contains("cali0elsewhere") && !changed.contains("peer9"))
         }
     }
 }

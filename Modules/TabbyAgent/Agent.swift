@@ -63,6 +63,7 @@ public final class Agent: Sendable {
         self.configuration = configuration
         self.dataplane = dataplane
         self.metrics = metrics
+        metrics.setDataplaneStatus { dataplane.status() }
         self.logger = logger
         self.store = try store ?? configuration.datastore.makeStore()
         if case .bgp(let options) = configuration.routing {
@@ -146,6 +147,7 @@ public final class Agent: Sendable {
         let (items, revision) = try await store.list(prefix: "/tabby/")
         // NAT first: the dataplane's first reconcile then expects exactly what a previous run made.
         try await updateOutgoingNAT()
+        try await updateOverlayPeers()
         try sync.resync(items: items)
         try await routes.sync(store: store, underlay: underlay, metrics: metrics)
         try await bgp?.sync(store: store)
@@ -192,6 +194,7 @@ public final class Agent: Sendable {
             let routingChanged = try sync.apply(batch)
             if routingChanged {
                 try await updateOutgoingNAT()
+                try await updateOverlayPeers()
                 try await routes.sync(store: store, underlay: underlay, metrics: metrics)
                 try await bgp?.sync(store: store)
             }
@@ -205,6 +208,16 @@ public final class Agent: Sendable {
         let all = pools.compactMap { CIDR($0.spec.cidr) }
         let nat = pools.filter { $0.spec.natOutgoing == true }.compactMap { CIDR($0.spec.cidr) }
         try dataplane.setOutgoingNAT(OutgoingNAT(natPools: nat, allPools: all))
+    }
+
+    /// The other nodes' underlay addresses (their Node's `bgp.ipv4Address`, as `RouteSync` reads
+    /// them): their VXLAN traffic passes ahead of host endpoint policy, as in Calico.
+    func updateOverlayPeers() async throws {
+        let nodes = try await ResourceClient(store: store).list(Node.self)
+        let addresses = nodes.filter { $0.metadata.name != configuration.nodeName }.compactMap { node in
+            node.spec.bgp?.ipv4Address.flatMap(InterfaceAddress.init(parsing:))?.address
+        }
+        try dataplane.setOverlayPeers(OverlayPeers(addresses: Set(addresses), vxlanPort: routes.port))
     }
 
     /// Periodic IPAM housekeeping (Calico's kube-controllers does this): release empty blocks

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TabbyDataplane
 
 /// What tabbyd exposes on `/metrics` (Prometheus text format 0.0.4), and what `/readiness`
 /// reflects. Updated by the agent's loops; read by the HTTP endpoint.
@@ -32,11 +33,18 @@ public final class AgentMetrics: Sendable {
 
     // Mutex: the agent's tasks write, the HTTP server's event loop reads.
     private let values = Mutex(Values())
+    /// Asked at each scrape: the dataplane's health and packet counters.
+    private let dataplaneStatus = Mutex<(@Sendable () -> DataplaneStatus)?>(nil)
 
     public init() {}
 
     @discardableResult
     func update<T>(_ body: (inout Values) -> T) -> T { values.withLock { body(&$0) } }
+
+    /// Where `/metrics` reads the dataplane's health and packet counters from (the agent sets it).
+    public func setDataplaneStatus(_ provider: @escaping @Sendable () -> DataplaneStatus) {
+        dataplaneStatus.withLock { $0 = provider }
+    }
 
     public var isReady: (Bool, String) { values.withLock { ($0.ready, $0.readyReason) } }
 
@@ -80,6 +88,24 @@ public final class AgentMetrics: Sendable {
                     metric("bird_up", "gauge", "1 while BIRD answers its control socket.", up ? 1 : 0),
                     metric("bird_restarts_total", "counter", "BIRD restarts after it exited.", Double(v.birdRestarts)),
                 ].joined()
+            } ?? "")
+            + (dataplaneStatus.withLock { $0 }.map { provider in
+                let status = provider()
+                var text = metric(
+                    "dataplane_healthy", "gauge", "1 while the dataplane reports itself healthy.",
+                    status.healthy ? 1 : 0)
+                if let flows = status.trackedFlows {
+                    text += metric(
+                        "dataplane_tracked_flows", "gauge", "Connections in the dataplane's own conntrack (eBPF).",
+                        Double(flows))
+                }
+                guard !status.packets.isEmpty else { return text }
+                text += "# HELP tabby_dataplane_packets_total Packets the dataplane passed or dropped, by reason.\n"
+                text += "# TYPE tabby_dataplane_packets_total counter\n"
+                for (reason, packets) in status.packets.sorted(by: { $0.key < $1.key }) {
+                    text += "tabby_dataplane_packets_total{reason=\"\(reason)\"} \(packets)\n"
+                }
+                return text
             } ?? "")
     }
 }

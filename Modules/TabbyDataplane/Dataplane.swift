@@ -26,6 +26,31 @@ public protocol Dataplane: Sendable {
     /// with the node's address. Set before the first apply or reconcile (tabbyd does), so a
     /// restarted agent finds the kernel already as wanted.
     func setOutgoingNAT(_ nat: OutgoingNAT) throws(DataplaneError)
+    /// The cluster's other nodes' overlay traffic to let through ahead of host endpoint policy
+    /// (Calico allows VXLAN from known hosts before it). Set before the first apply (tabbyd does,
+    /// and again whenever a Node changes).
+    func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError)
+}
+
+extension Dataplane {
+    /// A backend that programs no host endpoint has no host endpoint policy to let overlay traffic
+    /// past.
+    public func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError) {}
+}
+
+/// The other nodes' underlay addresses and the VXLAN port they send to: UDP from one of them to
+/// that port, and from this host to one of them at that port, passes ahead of host endpoint policy.
+public struct OverlayPeers: Sendable, Hashable {
+    public var addresses: Set<IPAddress>
+    /// FelixConfiguration's vxlanPort (Calico's 4789).
+    public var vxlanPort: UInt16
+
+    public init(addresses: Set<IPAddress> = [], vxlanPort: UInt16 = 4789) {
+        self.addresses = addresses
+        self.vxlanPort = vxlanPort
+    }
+
+    public static let none = OverlayPeers()
 }
 
 /// Which pools masquerade traffic that leaves the pods' address space.
@@ -100,12 +125,24 @@ public struct DataplaneStatus: Sendable, Hashable {
     /// Applies done, and the time the last one took.
     public var applies: Int
     public var lastApplySeconds: Double?
+    /// Packets the dataplane decided on since its maps were made, by reason in snake case
+    /// (`policy_deny`, `conntrack_hit`, `unknown_interface`, ...): "why was this packet dropped?" in
+    /// numbers. Empty for backends that leave counting to the kernel's rule counters.
+    public var packets: [String: UInt64]
+    /// Connections in the dataplane's own connection tracking (eBPF), at its last scan; nil where
+    /// the kernel's conntrack does it.
+    public var trackedFlows: Int?
 
-    public init(healthy: Bool, detail: String, applies: Int = 0, lastApplySeconds: Double? = nil) {
+    public init(
+        healthy: Bool, detail: String, applies: Int = 0, lastApplySeconds: Double? = nil,
+        packets: [String: UInt64] = [:], trackedFlows: Int? = nil
+    ) {
         self.healthy = healthy
         self.detail = detail
         self.applies = applies
         self.lastApplySeconds = lastApplySeconds
+        self.packets = packets
+        self.trackedFlows = trackedFlows
     }
 }
 

@@ -138,36 +138,46 @@ public struct BPFProgram: Sendable {
         public var packet: [UInt8]
         /// The kernel's mean time per run, in nanoseconds (over `repeat` runs).
         public var nanosecondsPerRun: UInt32 = 0
+        /// skb->mark as the program left it.
+        public var mark: UInt32 = 0
     }
 
     /// Runs the program once on `packet` (starting with its Ethernet header) with BPF_PROG_TEST_RUN,
     /// the skb's device being `ifindex` in the calling thread's network namespace (run it inside
     /// `NetworkNamespace.run`); nil leaves the namespace's loopback as the device. `repeat` runs it
     /// that many times on the same input (the kernel times them: `nanosecondsPerRun`); maps keep
-    /// what each run wrote.
-    public func testRun(packet: [UInt8], ifindex: Int32? = nil, repeat: UInt32 = 1) throws(BPF.Error) -> TestRun {
+    /// what each run wrote. `mark` is the skb's mark on entry.
+    public func testRun(packet: [UInt8], ifindex: Int32? = nil, mark: UInt32 = 0, repeat: UInt32 = 1)
+        throws(BPF.Error) -> TestRun
+    {
         var context = __sk_buff()
         if let ifindex { context.ifindex = UInt32(ifindex) }
+        context.mark = mark
+        var contextOut = __sk_buff()
         var output = [UInt8](repeating: 0, count: packet.count + 256)
         var options = bpf_test_run_opts()
         options.sz = BPF.optionsSize(\bpf_test_run_opts.batch_size)
         options.data_size_in = UInt32(packet.count)
         options.data_size_out = UInt32(output.count)
         options.ctx_size_in = UInt32(MemoryLayout<__sk_buff>.size)
+        options.ctx_size_out = UInt32(MemoryLayout<__sk_buff>.size)
         options.repeat = Int32(clamping: max(1, `repeat`))
         let result = packet.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
                 withUnsafePointer(to: &context) { context in
-                    options.data_in = input.baseAddress
-                    options.data_out = out.baseAddress
-                    options.ctx_in = UnsafeRawPointer(context)
-                    return bpf_prog_test_run_opts(fd, &options)
+                    withUnsafeMutablePointer(to: &contextOut) { contextOut in
+                        options.data_in = input.baseAddress
+                        options.data_out = out.baseAddress
+                        options.ctx_in = UnsafeRawPointer(context)
+                        options.ctx_out = UnsafeMutableRawPointer(contextOut)
+                        return bpf_prog_test_run_opts(fd, &options)
+                    }
                 }
             }
         }
         try BPF.check(result, "BPF_PROG_TEST_RUN(\(name), \(packet.count) bytes, ifindex \(ifindex ?? 0))")
         return TestRun(
             returnValue: options.retval, packet: Array(output.prefix(Int(options.data_size_out))),
-            nanosecondsPerRun: options.duration)
+            nanosecondsPerRun: options.duration, mark: contextOut.mark)
     }
 }

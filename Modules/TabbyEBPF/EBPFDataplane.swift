@@ -17,10 +17,29 @@ import TabbyPolicy
 /// also those no endpoint names: their packets drop (fail closed). Maps are pinned under `pinRoot`,
 /// so a restarted agent keeps conntrack and, through `reconcile`, adopts the tables it finds.
 ///
+/// Host endpoints: the same program on both hooks of each host interface a host endpoint polices
+/// (`HostInterfaceAssignment`: the interface it names; `*`: every interface but `lo`, workload
+/// interfaces and those another host endpoint names; no `interfaceName`: the interfaces holding one
+/// of its `expectedIPs`), its entry flagged host so the hooks keep their natural direction and the
+/// failsafe ports apply first. Only traffic to the host (destination one of the namespace's
+/// addresses, kept in `tabby_host_addrs`, or multicast) and from it (source one of them, without
+/// the workload mark the program sets on every pod's packet) meets its policy; forwarded traffic
+/// passes. A host endpoint that polices no interface is reported in `status()`. Filters on host
+/// interfaces are removed when their host endpoint goes, by `reconcile`/`sweep` when an earlier run
+/// left them, and by `removeEverything` and `removeLeftovers`: only Tabby's (handle 0x7ab,
+/// priority 1), never another program's.
+///
 /// `natOutgoing` goes to `outgoingNAT` (tabbyd gives it netfilter's masquerade); without one,
 /// a pool with `natOutgoing` is refused as unsupported.
 ///
-/// Not yet: host endpoints (left unprogrammed, as the nftables backend does), IPv6, interfaces that appear between two applies (attached at the next apply or reconcile).
+/// `watchInterfaces()` attaches the program to a workload interface as soon as netlink reports it,
+/// so a new pod's traffic drops until its endpoint is applied instead of passing unpoliced.
+///
+/// `setOverlayPeers` (tabbyd: the other nodes' Node addresses and the VXLAN port) lets their VXLAN
+/// traffic past host endpoint policy, as Calico does for known hosts.
+///
+/// Not yet: IPv6, host interfaces and host addresses that appear between two applies (attached
+/// and learnt at the next apply or reconcile).
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
     public let configuration: DataplaneConfiguration
@@ -39,8 +58,23 @@ public final class EBPFDataplane: Dataplane {
         var egressTables: PolicyTables
     }
 
+    /// A host endpoint's tables, shared by every interface it polices.
+    struct HostBinding: Equatable {
+        /// ifindex -> interface name.
+        var interfaces: [Int32: String]
+        var ingress: UInt32
+        var egress: UInt32
+        var ingressTables: PolicyTables
+        var egressTables: PolicyTables
+    }
+
     struct State {
         var bindings: [EndpointKey: Binding] = [:]
+        var hostBindings: [EndpointKey: HostBinding] = [:]
+        /// ifindex -> name of the host interfaces the program is attached to (for host endpoints).
+        var hostAttached: [Int32: String] = [:]
+        /// Host endpoints that police no interface, and why (`HostInterfaceAssignment`).
+        var hostUnattached: [EndpointKey: String] = [:]
         var nextProgram: UInt32 = 1
         /// ifindex -> interface name of the interfaces the program is attached to.
         var attached: [Int32: String] = [:]
@@ -50,9 +84,14 @@ public final class EBPFDataplane: Dataplane {
         /// Endpoints whose policy the tables cannot express yet: they drop everything (fail
         /// closed) until their policy changes; the reason per endpoint.
         var unexpressible: [EndpointKey: String] = [:]
+        /// The netlink watch that attaches the program to workload interfaces as they appear.
+        var monitor: LinkMonitor?
+        /// The conntrack scanner's task, and the flows it found live at its last pass.
+        var scanner: Task<Void, Never>?
+        var trackedFlows: Int?
     }
-    // Mutex: the agent applies from one task, status may be read from another.
-    private let state = Mutex(State())
+    // Mutex: the agent applies from one task, status and the interface watch from others.
+    let state = Mutex(State())
 
     /// Loads (or, with maps pinned under `pinRoot`, reuses) the tc program and writes the failsafe
     /// ports. Requires CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN.
@@ -136,7 +175,7 @@ public final class EBPFDataplane: Dataplane {
     }
 
     public func status() -> DataplaneStatus {
-        state.withLock { state in
+        var status = state.withLock { state in
             DataplaneStatus(
                 healthy: state.lastError == nil && state.unexpressible.isEmpty,
                 detail: state.lastError
@@ -144,8 +183,36 @@ public final class EBPFDataplane: Dataplane {
                         ? nil
                         : "failing closed for \(state.unexpressible.count) endpoints: "
                             + state.unexpressible.values.sorted().joined(separator: "; "))
-                        ?? "\(state.bindings.count) endpoints on \(state.attached.count) interfaces",
-                applies: state.applies, lastApplySeconds: state.lastApplySeconds)
+                        ?? ("\(state.bindings.count) endpoints on \(state.attached.count) interfaces, "
+                            + "\(state.hostBindings.count) host endpoints on \(state.hostAttached.count) interfaces"
+                            + (state.hostUnattached.isEmpty
+                                ? ""
+                                : "; host endpoints enforced nowhere: "
+                                    + state.hostUnattached.map { "\($0.key): \($0.value)" }.sorted().joined(
+                                        separator: "; "))),
+                applies: state.applies, lastApplySeconds: state.lastApplySeconds, trackedFlows: state.trackedFlows)
+        }
+        do {
+            for (counter, packets) in try program.counters() { status.packets[counter.metricName] = packets }
+        } catch {
+            status.healthy = false
+            status.detail += "; reading the packet counters: \(error)"
+        }
+        return status
+    }
+
+    /// Writes `tabby_overlay_peers`: the other nodes' IPv4 underlay addresses at the VXLAN port
+    /// (IPv6 ones are left out until the program reads IPv6).
+    public func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError) {
+        let entries = Set(
+            peers.addresses.compactMap { address -> TCProgram.OverlayPeer? in
+                guard case .v4(let v4) = address else { return nil }
+                return TCProgram.OverlayPeer(address: v4, port: peers.vxlanPort)
+            })
+        do {
+            try state.withLock { _ in _ = try program.setOverlayPeers(entries) }
+        } catch {
+            throw .kernel("writing the overlay peers: \(error)")
         }
     }
 
@@ -163,15 +230,20 @@ public final class EBPFDataplane: Dataplane {
     public func removeEverything() throws(DataplaneError) {
         do {
             try state.withLock { state in
-                for name in Set(state.attached.values) {
-                    for hook in TrafficControl.Hook.allCases {
-                        try TrafficControl.detach(from: name, hook: hook, namespace: namespacePath)
-                    }
-                }
+                // Also filters of ours this run did not make (an earlier run's, on host interfaces).
+                _ = try Self.detachTabbyFilters(
+                    from: Set(state.attached.values).union(state.hostAttached.values)
+                        .union(Self.interfaces(in: namespacePath).map(\.name)),
+                    namespacePath: namespacePath)
                 for ifindex in try program.endpointEntries().keys { try program.removeEndpoint(ifindex: ifindex) }
                 for id in try program.policyProgramIDs() { try program.removePolicy(program: id) }
+                try program.setHostAddresses([])
+                try program.setOverlayPeers([])
                 state.attached = [:]
                 state.bindings = [:]
+                state.hostAttached = [:]
+                state.hostBindings = [:]
+                state.hostUnattached = [:]
             }
         } catch {
             throw .kernel("removing the eBPF dataplane: \(error)")
@@ -179,26 +251,34 @@ public final class EBPFDataplane: Dataplane {
     }
 
     /// What an earlier eBPF dataplane left on a node now run by another backend: Tabby's tc filter
-    /// on every interface with `interfacePrefix` (they would go on enforcing the old policy) and
-    /// the pins under `pinRoot`. Returns what it removed. Needs no loaded program.
-    public static func removeLeftovers(interfacePrefix: String, namespacePath: String?, pinRoot: String) throws
-        -> [String]
-    {
-        var removed: [String] = []
-        for link in try interfaces(in: namespacePath) where link.name.hasPrefix(interfacePrefix) {
-            var had = false
-            for hook in TrafficControl.Hook.allCases
-            where try TrafficControl.attachedProgramID(on: link.name, hook: hook, namespace: namespacePath) != nil {
-                try TrafficControl.detach(from: link.name, hook: hook, namespace: namespacePath)
-                had = true
-            }
-            if had { removed.append("tc programs on \(link.name)") }
-        }
+    /// on every interface of the namespace, workload and host interfaces alike (they would go on
+    /// enforcing the old policy), and the pins under `pinRoot`. Returns what it removed. Needs no
+    /// loaded program.
+    public static func removeLeftovers(namespacePath: String?, pinRoot: String) throws -> [String] {
+        var removed = try detachTabbyFilters(
+            from: Set(interfaces(in: namespacePath).map(\.name)), namespacePath: namespacePath
+        ).map { "tc programs on \($0)" }
         if FileManager.default.fileExists(atPath: pinRoot) {
             BPFObject.removePins(at: pinRoot)
             removed.append("pins under \(pinRoot)")
         }
         return removed
+    }
+
+    /// Removes Tabby's tc filter (handle 0x7ab, priority 1: `TrafficControl`) from both hooks of
+    /// each of `names` that has one; other filters stay. Returns the interfaces it had to clean, sorted.
+    static func detachTabbyFilters(from names: Set<String>, namespacePath: String?) throws -> [String] {
+        var cleaned: [String] = []
+        for name in names.sorted() {
+            var had = false
+            for hook in TrafficControl.Hook.allCases
+            where try TrafficControl.attachedProgramID(on: name, hook: hook, namespace: namespacePath) != nil {
+                try TrafficControl.detach(from: name, hook: hook, namespace: namespacePath)
+                had = true
+            }
+            if had { cleaned.append(name) }
+        }
+        return cleaned
     }
 
     /// Brings the kernel to `ir`; returns what it changed (for reconcile's report).
@@ -228,7 +308,8 @@ public final class EBPFDataplane: Dataplane {
     private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?, state: inout State) throws -> [String] {
         var report: [String] = []
         let prefix = configuration.workloadInterfacePrefix
-        let links = try Self.interfaces(in: namespacePath).filter { $0.name.hasPrefix(prefix) }
+        let allLinks = try Self.interfaces(in: namespacePath)
+        let links = allLinks.filter { $0.name.hasPrefix(prefix) }
         let byName = Dictionary(links.map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
 
         // Fail closed first: every workload interface gets the program, known or not.
@@ -343,15 +424,20 @@ public final class EBPFDataplane: Dataplane {
             try program.removePolicy(old.egressTables, program: old.egress)
             state.bindings[key] = nil
         }
+        report += try syncHostEndpoints(ir, adopt: adopt, links: allLinks, existing: existing, state: &state)
         for key in state.unexpressible.keys where ir.endpoints[key] == nil { state.unexpressible[key] = nil }
         if adopt {
             // What no endpoint of `ir` uses: entries of vanished interfaces, tables of old program ids.
-            let wantedIndexes = Set(wanted.values.map(\.ifindex))
+            let wantedIndexes = Set(wanted.values.map(\.ifindex)).union(state.hostAttached.keys)
             for ifindex in try program.endpointEntries().keys where !wantedIndexes.contains(ifindex) {
                 try program.removeEndpoint(ifindex: ifindex)
                 report.append("removed the endpoint entry of ifindex \(ifindex)")
             }
-            let used = Set(wanted.values.flatMap { [$0.ingress, $0.egress] })
+            let used = Set(
+                wanted.values.flatMap { [$0.ingress, $0.egress] }
+                    + state.hostBindings.values.flatMap {
+                        [$0.ingress, $0.egress]
+                    })
             let stale = try program.policyProgramIDs().subtracting(used)
             for id in stale.sorted() { try program.removePolicy(program: id) }
             if !stale.isEmpty { report.append("removed the tables of \(stale.count) unused policy programs") }
@@ -359,7 +445,146 @@ public final class EBPFDataplane: Dataplane {
         return report
     }
 
-    private static func interfaces(in namespacePath: String?) throws -> [Link] {
+    /// Host endpoints: the program on both hooks of each host interface a host endpoint polices
+    /// (`HostInterfaceAssignment`), its endpoint entry flagged host, one pair of tables per host
+    /// endpoint whatever the number of its interfaces; `tabby_host_addrs` kept equal to the
+    /// namespace's addresses. Interfaces no longer policed lose the filter and the entry. Returns
+    /// what it changed (for reconcile's report).
+    private func syncHostEndpoints(
+        _ ir: PolicyIR, adopt: Bool, links: [Link], existing: [Int32: TCProgram.Endpoint], state: inout State
+    ) throws -> [String] {
+        let hosts = ir.endpoints.values.filter { $0.kind == .host }
+        // A node without host endpoints, then and now, needs no address dump (most applies).
+        if hosts.isEmpty && state.hostBindings.isEmpty && state.hostAttached.isEmpty && !adopt { return [] }
+        var report: [String] = []
+        let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
+        let assigned = try socket.addresses()
+        let interfaces = links.map { link in
+            HostInterfaceAssignment.Interface(
+                name: link.name, index: link.index,
+                addresses: assigned.filter { $0.index == link.index }.map(\.address.address))
+        }
+        let assignment = HostInterfaceAssignment(
+            hosts, interfaces: interfaces, workloadInterfacePrefix: configuration.workloadInterfacePrefix)
+        state.hostUnattached = assignment.unattached
+        let nameOf = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
+
+        // Addresses first: the program must know what is the host's before it polices anything.
+        let v4 = assigned.compactMap { entry -> (address: IPv4Address, prefixLength: Int)? in
+            guard case .v4(let address) = entry.address.address else { return nil }
+            return (address, entry.address.prefixLength)
+        }
+        let hostAddresses = assignment.endpoints.isEmpty ? [] : HostInterfaceAssignment.hostAddresses(v4)
+        if try program.setHostAddresses(hostAddresses), adopt {
+            report.append("host addresses: \(hostAddresses.count)")
+        }
+
+        var wanted: [EndpointKey: HostBinding] = [:]
+        for endpoint in hosts.sorted(by: { $0.endpoint < $1.endpoint }) {
+            let indexes = assignment.interfaces(of: endpoint.endpoint)
+            guard !indexes.isEmpty else { continue }
+            let names = Dictionary(uniqueKeysWithValues: indexes.map { ($0, nameOf[$0] ?? "") })
+            // The local side of its rules: its expectedIPs, else the addresses of its interfaces.
+            var local = endpoint
+            if local.addresses.isEmpty {
+                local.addresses = interfaces.filter { names[$0.index] != nil }.flatMap(\.addresses)
+            }
+            let ingress: PolicyTables
+            let egress: PolicyTables
+            do throws(PolicyTableCompiler.Error) {
+                (ingress, egress) = (
+                    try PolicyTableCompiler.compile(local, direction: .ingress, in: ir),
+                    try PolicyTableCompiler.compile(local, direction: .egress, in: ir)
+                )
+                state.unexpressible[endpoint.endpoint] = nil
+            } catch {
+                // Fail closed for this endpoint alone: everything but the failsafe ports drops.
+                state.unexpressible[endpoint.endpoint] = "\(endpoint.endpoint): \(error)"
+                (ingress, egress) = (PolicyTables(), PolicyTables())
+            }
+            let old = state.hostBindings[endpoint.endpoint]
+            var binding = HostBinding(
+                interfaces: names, ingress: 0, egress: 0, ingressTables: ingress, egressTables: egress)
+            var retired: [(PolicyTables, UInt32)] = []
+            for direction in [Direction.ingress, .egress] {
+                let tables = direction == .ingress ? ingress : egress
+                let oldID = old.map { direction == .ingress ? $0.ingress : $0.egress }
+                let oldTables = old.map { direction == .ingress ? $0.ingressTables : $0.egressTables }
+                // After a restart: what the entries of its interfaces name, if those tables are these.
+                let found = Set(
+                    indexes.compactMap { existing[$0] }.filter(\.isHost).map {
+                        direction == .ingress ? $0.ingressProgram : $0.egressProgram
+                    })
+                var id: UInt32
+                if let oldID, let oldTables, oldTables == tables,
+                    try !adopt || program.readPolicy(oldID) == program.policyEntries(tables, program: oldID)
+                {
+                    id = oldID
+                } else if old == nil, found.count == 1, let candidate = found.first,
+                    try program.readPolicy(candidate) == program.policyEntries(tables, program: candidate)
+                {
+                    id = candidate
+                } else {
+                    id = state.nextProgram
+                    state.nextProgram += 1
+                    try program.writePolicy(tables, program: id)
+                    if let oldID, let oldTables { retired.append((oldTables, oldID)) }
+                }
+                if direction == .ingress { binding.ingress = id } else { binding.egress = id }
+            }
+            let entry = TCProgram.Endpoint(ingressProgram: binding.ingress, egressProgram: binding.egress, isHost: true)
+            for index in indexes {
+                let name = names[index]!
+                // The entry before the filter: a filter on an interface without an entry would drop
+                // everything there, the host's own traffic (and SSH) included.
+                if old?.interfaces[index] == nil || old?.ingress != binding.ingress || old?.egress != binding.egress
+                    || (adopt && existing[index] != entry)
+                {
+                    try program.setEndpoint(ifindex: index, entry)
+                }
+                if state.hostAttached[index] != name || adopt {
+                    let had = try TrafficControl.attachedProgramID(on: name, hook: .ingress, namespace: namespacePath)
+                    for hook in TrafficControl.Hook.allCases {
+                        try TrafficControl.attach(
+                            hook == .ingress ? program.ingress : program.egress, to: name, hook: hook,
+                            namespace: namespacePath)
+                    }
+                    if had == nil { report.append("attached to host interface \(name) for \(endpoint.endpoint)") }
+                }
+                state.hostAttached[index] = name
+            }
+            for (tables, id) in retired { try program.removePolicy(tables, program: id) }
+            state.hostBindings[endpoint.endpoint] = binding
+            wanted[endpoint.endpoint] = binding
+        }
+
+        // Interfaces no host endpoint polices any more: filter, then entry (the reverse would drop).
+        let policed = Set(wanted.values.flatMap(\.interfaces.keys))
+        for (index, name) in state.hostAttached where !policed.contains(index) {
+            if nameOf[index] == name {
+                _ = try Self.detachTabbyFilters(from: [name], namespacePath: namespacePath)
+                report.append("detached from host interface \(name)")
+            }
+            try program.removeEndpoint(ifindex: index)
+            state.hostAttached[index] = nil
+        }
+        for (key, old) in state.hostBindings where wanted[key] == nil {
+            try program.removePolicy(old.ingressTables, program: old.ingress)
+            try program.removePolicy(old.egressTables, program: old.egress)
+            state.hostBindings[key] = nil
+        }
+        if adopt {
+            // Filters an earlier run left on host interfaces that no host endpoint polices now.
+            let prefix = configuration.workloadInterfacePrefix
+            let others = Set(links.filter { !$0.name.hasPrefix(prefix) && !policed.contains($0.index) }.map(\.name))
+            for name in try Self.detachTabbyFilters(from: others, namespacePath: namespacePath) {
+                report.append("detached from host interface \(name)")
+            }
+        }
+        return report
+    }
+
+    static func interfaces(in namespacePath: String?) throws -> [Link] {
         let socket = try namespacePath.map { try RouteSocket.open(inNamespaceAt: $0) } ?? RouteSocket()
         return try socket.links()
     }

@@ -19,6 +19,8 @@ public final class TCProgram: Sendable {
     let conntrack: BPFMap
     let config: BPFMap
     let counterMap: BPFMap
+    let hostAddressMap: BPFMap
+    let overlayPeerMap: BPFMap
 
     /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`).
     public init(pinRoot: String?) throws {
@@ -34,6 +36,8 @@ public final class TCProgram: Sendable {
         conntrack = try object.map("tabby_ct")
         config = try object.map("tabby_config")
         counterMap = try object.map("tabby_counters")
+        hostAddressMap = try object.map("tabby_host_addrs")
+        overlayPeerMap = try object.map("tabby_overlay_peers")
     }
 
     // MARK: Endpoints
@@ -181,6 +185,66 @@ public final class TCProgram: Sendable {
         try failsafe.update(key: [direction.rawValue, `protocol`] + native(port), value: [1])
     }
 
+    // MARK: Host endpoints
+
+    /// The skb->mark bit the program sets on every packet a workload sends (tc ingress of its veth),
+    /// so that a host endpoint knows the packet was forwarded even after masquerade gave it the
+    /// host's address.
+    public static let fromWorkloadMark: UInt32 = 0x0800_0000
+
+    /// The node's own addresses (`tabby_host_addrs`): a packet on a host endpoint is to the host
+    /// when its destination is one of them (or multicast), from the host when its source is one and
+    /// it does not carry `fromWorkloadMark`. Everything else is forwarded and passes without policy.
+    public func hostAddresses() throws -> Set<IPv4Address> {
+        Set(try hostAddressMap.keys().map { IPv4Address(readBig($0, 0)) })
+    }
+
+    /// Makes `tabby_host_addrs` hold exactly `addresses`: adds the missing ones first, then deletes
+    /// the others (an address present in both is never briefly missing). Returns whether it changed.
+    @discardableResult
+    public func setHostAddresses(_ addresses: Set<IPv4Address>) throws -> Bool {
+        let present = try hostAddresses()
+        for address in addresses.subtracting(present).sorted() {
+            try hostAddressMap.update(key: address.bytes, value: [1])
+        }
+        for address in present.subtracting(addresses) { try hostAddressMap.delete(key: address.bytes) }
+        return present != addresses
+    }
+
+    /// One other node's overlay traffic (`tabby_overlay_peers`): UDP to `port` from `address` (to
+    /// the host) or from the host to `address` at `port` passes on host endpoints ahead of policy.
+    public struct OverlayPeer: Hashable, Sendable, Comparable {
+        public var address: IPv4Address
+        public var port: UInt16
+
+        public init(address: IPv4Address, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+
+        public static func < (a: OverlayPeer, b: OverlayPeer) -> Bool { (a.address, a.port) < (b.address, b.port) }
+
+        /// The key: the address in network order, the port in host order, two bytes of padding.
+        var key: [UInt8] { address.bytes + native(port) + [0, 0] }
+    }
+
+    public func overlayPeers() throws -> Set<OverlayPeer> {
+        Set(
+            try overlayPeerMap.keys().map {
+                OverlayPeer(address: IPv4Address(readBig($0, 0)), port: UInt16($0[4]) | UInt16($0[5]) << 8)
+            })
+    }
+
+    /// Makes `tabby_overlay_peers` hold exactly `peers` (added first, then the others deleted).
+    /// Returns whether it changed.
+    @discardableResult
+    public func setOverlayPeers(_ peers: Set<OverlayPeer>) throws -> Bool {
+        let present = try overlayPeers()
+        for peer in peers.subtracting(present).sorted() { try overlayPeerMap.update(key: peer.key, value: [1]) }
+        for peer in present.subtracting(peers) { try overlayPeerMap.delete(key: peer.key) }
+        return present != peers
+    }
+
     // MARK: Conntrack
 
     public enum ConntrackState: UInt8, Sendable {
@@ -272,8 +336,19 @@ public final class TCProgram: Sendable {
         case unsupported = 6
         case malformed = 7
         case noProgram = 8
+        case conntrackRelated = 9
+        /// On a host endpoint, a packet neither to nor from the host (forwarded): passed without policy.
+        case hostForwarded = 10
+        /// On a host endpoint, VXLAN from or to another node of the cluster: passed ahead of policy.
+        case overlayPeer = 11
+
+        /// The case name in snake case (`policyDeny` -> `policy_deny`), for metrics.
+        public var metricName: String {
+            String("\(self)".flatMap { $0.isUppercase ? ["_"] + $0.lowercased() : [$0] })
+        }
     }
 
+    /// The counters, summed over CPUs; those never counted are absent.
     public func counters() throws -> [Counter: UInt64] {
         var result: [Counter: UInt64] = [:]
         for counter in Counter.allCases {
@@ -306,11 +381,11 @@ func big<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
     withUnsafeBytes(of: value.bigEndian) { Array($0) }
 }
 
-private func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readNative(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     bytes[offset..<offset + 4].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
 }
 
-private func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+func readBig(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
     UInt32(bigEndian: readNative(bytes, offset))
 }
 

@@ -26,12 +26,13 @@ public final class MNLSocket: NetlinkTransport, @unchecked Sendable {
     private let socket: OpaquePointer
     public let portID: UInt32
 
-    /// Opens and binds a NETLINK_ROUTE socket in the calling thread's network namespace.
-    public init() throws(Netlink.Error) {
+    /// Opens and binds a NETLINK_ROUTE socket in the calling thread's network namespace, subscribed
+    /// to the multicast `groups` (RTMGRP_* bits; 0 for a socket that only sends requests).
+    public init(groups: UInt32 = 0) throws(Netlink.Error) {
         guard let socket = mnl_socket_open(NETLINK_ROUTE) else {
             throw .socket(errno: Glibc.errno, operation: "mnl_socket_open(NETLINK_ROUTE)")
         }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+        guard mnl_socket_bind(socket, groups, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
             let code = Glibc.errno
             mnl_socket_close(socket)
             throw .socket(errno: code, operation: "mnl_socket_bind")
@@ -42,6 +43,18 @@ public final class MNLSocket: NetlinkTransport, @unchecked Sendable {
 
     deinit {
         mnl_socket_close(socket)
+    }
+
+    /// Makes `receive()` fail with EAGAIN when nothing arrived within `milliseconds`.
+    public func setReceiveTimeout(milliseconds: Int) throws(Netlink.Error) {
+        var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        guard
+            setsockopt(
+                mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                == 0
+        else {
+            throw .socket(errno: Glibc.errno, operation: "setsockopt(SO_RCVTIMEO)")
+        }
     }
 
     public func send(_ message: [UInt8]) throws(Netlink.Error) {

@@ -13,6 +13,13 @@ public struct NftRegister: RawRepresentable, Hashable, Sendable, CustomStringCon
     /// NFT_REG32_00 + index (index 0...15). `r32(0)` is the first word of `r1`.
     public static func r32(_ index: UInt32) -> NftRegister { NftRegister(rawValue: 8 + index) }
 
+    /// The name the kernel dumps this register under: a 32-bit register that starts a 128-bit one
+    /// (`reg32 0`, `reg32 4`, ...) reads back as that register (`reg 1`, `reg 2`, ...).
+    public var canonical: NftRegister {
+        guard (8...23).contains(rawValue), (rawValue - 8) % 4 == 0 else { return self }
+        return NftRegister(rawValue: 1 + (rawValue - 8) / 4)
+    }
+
     public var description: String {
         switch rawValue {
         case 0: "verdict"
@@ -101,6 +108,25 @@ public enum NftExpression: Hashable, Sendable, CustomStringConvertible {
     case masquerade
     /// An expression this layer does not model, as read back from the kernel (its libnftnl name).
     case unsupported(String)
+
+    /// The expression as the kernel dumps it back: registers in their canonical names.
+    public var canonical: NftExpression {
+        switch self {
+        case .meta(let key, let register): .meta(key, into: register.canonical)
+        case .metaSet(let key, let register): .metaSet(key, from: register.canonical)
+        case .payload(let base, let offset, let length, let register):
+            .payload(base, offset: offset, length: length, into: register.canonical)
+        case .cmp(let op, let register, let data): .cmp(op, register.canonical, data)
+        case .bitwise(let source, let destination, let mask, let xor):
+            .bitwise(source: source.canonical, destination: destination.canonical, mask: mask, xor: xor)
+        case .lookup(let set, let source, let destination, let inverted):
+            .lookup(set: set, source: source.canonical, destination: destination?.canonical, inverted: inverted)
+        case .range(let op, let register, let from, let to): .range(op, register.canonical, from: from, to: to)
+        case .ct(let key, let register): .ct(key, into: register.canonical)
+        case .immediate(let data, let register): .immediate(data, into: register.canonical)
+        case .verdict, .counter, .log, .masquerade, .unsupported: self
+        }
+    }
 
     public var description: String {
         switch self {

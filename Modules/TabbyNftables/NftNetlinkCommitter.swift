@@ -58,17 +58,69 @@ public struct NftNetlinkCommitter: NftCommitter {
                 return nil
             }
             var chains: [String: Int] = [:]
+            var rules: [String: [NftRule]] = [:]
             for chain in try socket.chains(table: Self.table) {
-                chains[chain.name] = try socket.rules(table: Self.table, chain: chain.name).count
+                let found = try socket.rules(table: Self.table, chain: chain.name)
+                chains[chain.name] = found.count
+                rules[chain.name] = found
             }
             var sets: [String: Int] = [:]
-            for set in try socket.sets(table: Self.table) where !set.isMap {
-                sets[set.name] = try socket.elements(of: set).count
+            var elements: [String: Set<NftSetElement>] = [:]
+            for set in try socket.sets(table: Self.table) {
+                let found = try socket.elements(of: set)
+                if !set.isMap { sets[set.name] = found.count }
+                elements[set.name] = Set(found)
             }
-            return NftKernelSummary(chainRuleCounts: chains, setElementCounts: sets)
+            return NftKernelSummary(
+                chainRuleCounts: chains, setElementCounts: sets, content: .init(rules: rules, elements: elements))
         } catch {
             throw .kernel("nftables read-back: \(error)")
         }
+    }
+
+    /// How the table's content differs from `plan`, rule by rule and element by element, as
+    /// reconcile reports it (`chain fw-cali1 rule 3 differs`, `set s-…-v4: 1 elements missing, 1 not
+    /// wanted`). Empty when the kernel holds exactly what `plan` would write.
+    static func differences(_ plan: NftPlan, found: NftKernelSummary.Content) throws(DataplaneError) -> [String] {
+        var result: [String] = []
+        do {
+            for (name, chain) in plan.chains.sorted(by: { $0.key < $1.key }) {
+                // Compared as the kernel dumps them: registers in canonical names, no handles.
+                func canonical(_ rule: NftRule) -> NftRule {
+                    var rule = rule
+                    rule.expressions = rule.expressions.map(\.canonical)
+                    rule.handle = nil
+                    return rule
+                }
+                let wanted = try chain.rules.map { canonical(try ruleObject($0, chain: name)) }
+                let have = (found.rules[name] ?? []).map(canonical)
+                if let index = zip(wanted, have).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset {
+                    result.append("chain \(name) rule \(index + 1) differs from the compiled rule")
+                }
+            }
+            for (name, set) in plan.sets.sorted(by: { $0.key < $1.key }) {
+                let wanted = Set(try set.elements.map { try element($0, kind: set.kind) })
+                result += elementDifference(name, wanted: wanted, have: found.elements[name] ?? [])
+            }
+            for (name, entries) in plan.maps.sorted(by: { $0.key < $1.key }) {
+                let wanted = Set(entries.map { NftSetElement.ifname($0.key, .jump($0.value)) })
+                result += elementDifference(name, wanted: wanted, have: found.elements[name] ?? [])
+            }
+        } catch let error as DataplaneError {
+            throw error
+        } catch {
+            throw .kernel("comparing inet \(table): \(error)")
+        }
+        return result
+    }
+
+    private static func elementDifference(_ name: String, wanted: Set<NftSetElement>, have: Set<NftSetElement>)
+        -> [String]
+    {
+        let missing = wanted.subtracting(have).count
+        let unwanted = have.subtracting(wanted).count
+        guard missing + unwanted > 0 else { return [] }
+        return ["set \(name): \(missing) elements missing, \(unwanted) not wanted"]
     }
 
     // MARK: Changes to batch operations

@@ -20,9 +20,24 @@ public protocol NftCommitter: Sendable {
 public struct NftKernelSummary: Sendable, Hashable {
     public var chainRuleCounts: [String: Int]
     public var setElementCounts: [String: Int]
-    public init(chainRuleCounts: [String: Int], setElementCounts: [String: Int]) {
+    /// What the table holds, when the committer reads it back in full (netlink): each chain's rules
+    /// (expressions and comment, handles cleared), each set's and verdict map's elements. nil:
+    /// counts only (`nft -j` text).
+    public var content: Content?
+
+    public struct Content: Sendable, Hashable {
+        public var rules: [String: [NftRule]]
+        public var elements: [String: Set<NftSetElement>]
+        public init(rules: [String: [NftRule]], elements: [String: Set<NftSetElement>]) {
+            self.rules = rules
+            self.elements = elements
+        }
+    }
+
+    public init(chainRuleCounts: [String: Int], setElementCounts: [String: Int], content: Content? = nil) {
         self.chainRuleCounts = chainRuleCounts
         self.setElementCounts = setElementCounts
+        self.content = content
     }
 }
 
@@ -191,6 +206,10 @@ public final class NftablesDataplane: Dataplane {
                 drift.append(
                     "set \(name): \(found.setElementCounts[name].map { "\($0) elements" } ?? "missing"), want \(set.elements.count)"
                 )
+            }
+            // Same counts: compare what the rules and elements are (a rule or element changed in place).
+            if drift.isEmpty, let content = found.content {
+                drift += try NftNetlinkCommitter.differences(wanted, found: content)
             }
         } else {
             drift.append("table inet \(NftPlan.tableName) is missing")

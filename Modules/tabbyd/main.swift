@@ -57,9 +57,13 @@ enum Dataplanes {
                 #if NFTables
                     outgoingNAT = NftOutgoingNAT(committer: try NftNetlinkCommitter())
                 #endif
-                return try EBPFDataplane(
+                let dataplane = try EBPFDataplane(
                     pinRoot: "\(bpfPinRoot)/\(node)", namespacePath: nil, configuration: configuration,
                     outgoingNAT: outgoingNAT)
+                // A new pod's veth gets the program (dropping) as netlink reports it, not at the next apply.
+                try dataplane.watchInterfaces()
+                dataplane.startConntrackScanner()
+                return dataplane
         #endif
         default:
             throw ValidationError(
@@ -79,7 +83,7 @@ enum Dataplanes {
             if name != "ebpf" {
                 do {
                     report += try EBPFDataplane.removeLeftovers(
-                        interfacePrefix: configuration.workloadInterfacePrefix, namespacePath: nil,
+                        namespacePath: nil,
                         pinRoot: "\(bpfPinRoot)/\(node)"
                     ).map { "eBPF: removed \($0)" }
                 } catch {

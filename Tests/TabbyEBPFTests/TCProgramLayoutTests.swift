@@ -30,6 +30,12 @@
             #expect(prefixes == test.expected)
         }
 
+        /// `struct tabby_overlay_key`: address in network order, port in host order, two bytes of padding.
+        @Test func overlayPeerKeyLayout() {
+            let peer = TCProgram.OverlayPeer(address: IPv4Address("10.0.0.2")!, port: 4789)
+            #expect(peer.key == [10, 0, 0, 2, 0xb5, 0x12, 0, 0])
+        }
+
         @Test func portPrefixesCoverExactlyTheRange() {
             for (low, high) in [(UInt16(1), UInt16(1000)), (7, 7), (300, 40000), (0, 1)] {
                 var covered = Set<UInt32>()

@@ -4,8 +4,9 @@
 // interface (tabby_tc_ingress on the tc ingress hook, tabby_tc_egress on the tc egress hook).
 //
 // Per packet: endpoint lookup by ifindex (unknown interface: drop, fail closed) -> parse IPv4 and
-// TCP/UDP/ICMP -> conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) ->
-// policy verdict from maps -> on allow, create the conntrack entry.
+// TCP/UDP/ICMP -> host endpoints only: traffic not to or from the host passes (forwarded) ->
+// conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) -> policy verdict
+// from maps -> on allow, create the conntrack entry.
 //
 // The policy is data, not code (docs/dataplanes.md, "eBPF"): user space reduces an endpoint's
 // whole policy (tiers, policies, rules, profiles) per direction to a "policy program" id and three
@@ -18,30 +19,29 @@
 // them: a port class with TABBY_CLASS_BY_SPORT set is refined by one more lookup (see
 // "Source ports" below) into the port class the verdict table knows.
 //
-// Only UAPI types are used (the __sk_buff context and packet headers), whose layouts are ABI, so
-// the object needs no vmlinux.h and no CO-RE relocations. The byte layouts of every key and value
-// below are mirrored in Swift (Modules/TabbyEBPF/TCMaps.swift) and pinned by unit tests.
+// Built CO-RE against the running kernel's types: vmlinux.h is written from /sys/kernel/btf/vmlinux
+// at build time (Plugins/BPFCompiler), and its structs carry preserve_access_index, so every field
+// access to the __sk_buff context and to packet headers is a CO-RE relocation that libbpf checks and
+// resolves against the BTF of the kernel the object is loaded on. Packet header fields that the
+// kernel declares as bitfields (IPv4 header length, TCP flags) are read as the wire-format bytes
+// they are. The byte layouts of every map key and value below are mirrored in Swift
+// (Modules/TabbyEBPF/TCProgram.swift) and pinned by unit tests.
 
-#include <linux/bpf.h>
-#include <linux/pkt_cls.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
+#include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-// <linux/icmp.h> pulls in glibc's socket headers, which have no BPF target: the echo header by hand.
-struct icmp_echo_header {
-    __u8 type;
-    __u8 code;
-    __u16 checksum;
-    __u16 id;
-    __u16 sequence;
-};
+// vmlinux.h carries types and enums, not the UAPI headers' #defines: the few used here.
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
 #define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define IP_FRAGMENT_OFFSET 0x1fff
 
 // Endpoint flags.
 #define TABBY_EP_HOST 1 // a host endpoint: hooks in natural direction, failsafe ports apply
@@ -79,6 +79,9 @@ enum {
     CNT_UNSUPPORTED = 6,    // IPv6, other ethertypes, non-first fragments: dropped
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
+    CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
+    CNT_HOST_FORWARDED = 10, // on a host endpoint, traffic not to or from the host: passed without policy
+    CNT_OVERLAY_PEER = 11,  // on a host endpoint, VXLAN from or to another node: passed ahead of policy
     CNT_MAX = 16,
 };
 
@@ -459,19 +462,24 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         return -1;
     }
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > end || ip->ihl < 5) {
+    if ((void *)(ip + 1) > end) {
+        *counter = CNT_MALFORMED;
+        return -1;
+    }
+    __u8 header_words = *(__u8 *)ip & 0x0f; // the low nibble of the first byte: IHL
+    if (header_words < 5) {
         *counter = CNT_MALFORMED;
         return -1;
     }
     // Non-first fragments carry no ports to police or track.
-    if (ip->frag_off & bpf_htons(0x1fff)) {
+    if (ip->frag_off & bpf_htons(IP_FRAGMENT_OFFSET)) {
         *counter = CNT_UNSUPPORTED;
         return -1;
     }
     p->saddr = ip->saddr;
     p->daddr = ip->daddr;
     p->protocol = ip->protocol;
-    void *l4 = (void *)ip + ip->ihl * 4;
+    void *l4 = (void *)ip + header_words * 4;
     switch (ip->protocol) {
     case IPPROTO_TCP: {
         struct tcphdr *tcp = l4;
@@ -482,8 +490,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         p->sport = tcp->source;
         p->dport = tcp->dest;
         p->policy_port = bpf_ntohs(tcp->dest);
-        p->tcp_flags = (tcp->fin ? F_FIN : 0) | (tcp->syn ? F_SYN : 0) | (tcp->rst ? F_RST : 0) |
-                       (tcp->ack ? F_ACK : 0);
+        // Byte 13 of the header holds the flags: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 (F_* above).
+        p->tcp_flags = *((__u8 *)tcp + 13) & (F_FIN | F_SYN | F_RST | F_ACK);
         break;
     }
     case IPPROTO_UDP: {
@@ -498,7 +506,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         break;
     }
     case IPPROTO_ICMP: {
-        struct icmp_echo_header *icmp = l4;
+        struct icmphdr *icmp = l4;
         if ((void *)(icmp + 1) > end) {
             *counter = CNT_MALFORMED;
             return -1;
@@ -506,8 +514,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         p->policy_port = ((__u16)icmp->type << 8) | icmp->code;
         if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY) {
             p->icmp_echo = 1;
-            p->sport = icmp->id;
-            p->dport = icmp->id;
+            p->sport = icmp->un.echo.id;
+            p->dport = icmp->un.echo.id;
         }
         break;
     }
@@ -516,6 +524,132 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
     }
     return 0;
 }
+
+// An ICMP error (destination unreachable, fragmentation needed, time exceeded, parameter problem)
+// carries the IPv4 header and first 8 bytes of the packet it is about. Returns 1 when that packet's
+// flow has a live conntrack entry on this interface: the error is "related" and passes without
+// policy, as netfilter's RELATED does (path MTU discovery depends on it). Nothing is refreshed.
+static __always_inline int icmp_error_related(struct __sk_buff *skb, __u32 ifindex, __u64 now)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    if ((void *)(ip + 1) > end)
+        return 0;
+    __u32 outer_words = *(__u8 *)ip & 0x0f;
+    struct icmphdr *icmp = (void *)ip + outer_words * 4;
+    if ((void *)(icmp + 1) > end)
+        return 0;
+    if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED && icmp->type != ICMP_PARAMETERPROB)
+        return 0;
+    struct iphdr *inner = (void *)(icmp + 1);
+    if ((void *)(inner + 1) > end)
+        return 0;
+    __u32 inner_words = *(__u8 *)inner & 0x0f;
+    if (inner_words < 5)
+        return 0;
+    __u8 *ports = (void *)inner + inner_words * 4;
+    if ((void *)(ports + 8) > end)
+        return 0;
+    struct packet flow = {.saddr = inner->saddr, .daddr = inner->daddr, .protocol = inner->protocol};
+    switch (inner->protocol) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        flow.sport = *(__u16 *)ports;
+        flow.dport = *(__u16 *)(ports + 2);
+        break;
+    case IPPROTO_ICMP: // an echo: tracked by its identifier (bytes 4-5 of the ICMP header)
+        if (ports[0] != ICMP_ECHO && ports[0] != ICMP_ECHOREPLY)
+            return 0;
+        flow.sport = *(__u16 *)(ports + 4);
+        flow.dport = flow.sport;
+        break;
+    default:
+        return 0;
+    }
+    struct tabby_ct_key key = {};
+    ct_key(&key, ifindex, &flow);
+    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct, &key);
+    return v && now - v->last_seen <= ct_timeout(v->state);
+}
+
+
+// ---- Host endpoints: is a packet on a host interface to or from the host itself? ----
+//
+// A host endpoint's policy covers traffic to the host (tc ingress) and from the host (tc egress),
+// not traffic the host forwards (to and from its workloads, or between other interfaces): the IR
+// does not model applyOnForward. Two facts decide (docs/dataplanes.md, "Host endpoints"):
+// - tabby_host_addrs: the node's own addresses (and the broadcast addresses of its subnets), which
+//   user space keeps equal to the namespace's. To the host = the destination is one of them (or
+//   multicast); from the host = the source is one of them and the packet did not come from a
+//   workload.
+// - TABBY_MARK_FROM_WORKLOAD: the program sets this skb->mark bit on every packet a workload sends
+//   (tc ingress of its veth). It survives routing and masquerade within the namespace, so a pod's
+//   packet leaving with the host's address after natOutgoing is still known as forwarded.
+
+#define TABBY_MARK_FROM_WORKLOAD 0x08000000u
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32); // IPv4 address, network order
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_host_addrs SEC(".maps");
+
+static __always_inline int is_host_address(__u32 addr)
+{
+    return bpf_map_lookup_elem(&tabby_host_addrs, &addr) != 0;
+}
+
+// 1: the packet is to (hook ingress) or from (hook egress) the host; 0: forwarded through it.
+// `mark` is skb->mark, read once by the caller: two reads of the context field in different
+// branches let clang share one computed context pointer, which the verifier refuses.
+static __always_inline int host_endpoint_traffic(__u32 mark, int hook, const struct packet *p)
+{
+    if (hook == HOOK_TC_INGRESS)
+        return (bpf_ntohl(p->daddr) >> 28) == 0xe || is_host_address(p->daddr);
+    return !(mark & TABBY_MARK_FROM_WORKLOAD) && is_host_address(p->saddr);
+}
+
+// A workload's packet leaving the host with the host's own source address: natOutgoing masqueraded
+// it. Not host endpoint policy's to judge, but its replies come back addressed to the host, so the
+// flow is tracked on this interface (they pass by conntrack, before policy).
+static __always_inline int masqueraded_from_workload(__u32 mark, int hook, const struct packet *p)
+{
+    return hook == HOOK_TC_EGRESS && (mark & TABBY_MARK_FROM_WORKLOAD) && is_host_address(p->saddr);
+}
+
+// The cluster's other nodes (their underlay addresses) and the VXLAN port: UDP from one of them to
+// the port (tc ingress), or from the host to one of them at the port (tc egress), passes on a host
+// endpoint ahead of its policy, as Calico allows VXLAN from known hosts. User space fills it from
+// the Node resources.
+struct tabby_overlay_key {
+    __u32 addr; // the other node, network order
+    __u16 port; // destination UDP port, host order
+    __u16 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct tabby_overlay_key);
+    __type(value, __u8);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_overlay_peers SEC(".maps");
+
+static __always_inline int overlay_peer(int direction, const struct packet *p)
+{
+    if (p->protocol != IPPROTO_UDP)
+        return 0;
+    struct tabby_overlay_key key = {
+        .addr = direction == POLICY_INGRESS ? p->saddr : p->daddr,
+        .port = p->policy_port,
+    };
+    return bpf_map_lookup_elem(&tabby_overlay_peers, &key) != 0;
+}
+
+// ---- end of host endpoints ----
 
 static __always_inline int handle(struct __sk_buff *skb, int hook)
 {
@@ -534,7 +668,15 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
 
     int host = ep->flags & TABBY_EP_HOST;
     int direction = (hook == HOOK_TC_INGRESS) == (host != 0) ? POLICY_INGRESS : POLICY_EGRESS;
-    // ICMP other than echo is not tracked here (no "related" handling yet): it always gets policy.
+    // Host endpoints: only traffic to or from the host meets their policy (see above).
+    __u32 mark = skb->mark;
+    if (!host && hook == HOOK_TC_INGRESS)
+        skb->mark = mark | TABBY_MARK_FROM_WORKLOAD;
+    int masqueraded = host && masqueraded_from_workload(mark, hook, &p);
+    if (host && !masqueraded && !host_endpoint_traffic(mark, hook, &p))
+        return verdict(TC_ACT_OK, CNT_HOST_FORWARDED);
+    // ICMP other than echo is not tracked itself: an error about a live flow passes as related,
+    // anything else gets policy.
     int tracked = p.protocol != IPPROTO_ICMP || p.icmp_echo;
     __u64 now = bpf_ktime_get_ns();
 
@@ -542,6 +684,18 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
     int source_is_b = ct_key(&key, ifindex, &p);
     if (tracked && ct_pass(&key, source_is_b, &p, now))
         return verdict(TC_ACT_OK, CNT_CT_HIT);
+    if (masqueraded) {
+        if (tracked)
+            ct_create(&key, source_is_b, &p, now);
+        return verdict(TC_ACT_OK, CNT_HOST_FORWARDED);
+    }
+    if (!tracked && icmp_error_related(skb, ifindex, now))
+        return verdict(TC_ACT_OK, CNT_CT_RELATED);
+
+    if (host && overlay_peer(direction, &p)) {
+        ct_create(&key, source_is_b, &p, now);
+        return verdict(TC_ACT_OK, CNT_OVERLAY_PEER);
+    }
 
     if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
         struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};

@@ -24,6 +24,11 @@ final class SQLiteConnection: @unchecked Sendable {
 
         fileprivate init(handle: OpaquePointer) { self.handle = handle }
 
+        /// Binds `values` to parameters 1, 2, ... in order.
+        func bind(_ values: [any SQLiteBindable]) {
+            for (index, value) in values.enumerated() { value.bind(to: self, at: Int32(index + 1)) }
+        }
+
         /// Parameters are numbered from 1, as in SQLite.
         func bind(_ value: Int64, at index: Int32) {
             sqlite3_bind_int64(handle, index, value)
@@ -112,8 +117,11 @@ final class SQLiteConnection: @unchecked Sendable {
     }
 
     /// Runs one statement without parameters or results (BEGIN, COMMIT), prepared once.
-    func run(_ sql: String) throws(Error) {
-        try run(try statement(sql))
+    /// Runs `sql` (prepared once per connection) with `values` bound to its parameters 1, 2, ...
+    func run(_ sql: String, _ values: any SQLiteBindable...) throws(Error) {
+        let statement = try statement(sql)
+        statement.bind(values)
+        try run(statement)
     }
 
     /// Runs `statement` (bound by the caller), calling `row` for each result row; then resets it
@@ -154,4 +162,21 @@ final class SQLiteConnection: @unchecked Sendable {
     private func lastError(_ handle: OpaquePointer) -> Error {
         Error(extendedCode: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)))
     }
+}
+
+/// A value `SQLiteConnection.Statement` binds: INTEGER, TEXT or BLOB, as GRDB binds them.
+protocol SQLiteBindable {
+    func bind(to statement: SQLiteConnection.Statement, at index: Int32)
+}
+
+extension Int64: SQLiteBindable {
+    func bind(to statement: SQLiteConnection.Statement, at index: Int32) { statement.bind(self, at: index) }
+}
+
+extension String: SQLiteBindable {
+    func bind(to statement: SQLiteConnection.Statement, at index: Int32) { statement.bind(self, at: index) }
+}
+
+extension Data: SQLiteBindable {
+    func bind(to statement: SQLiteConnection.Statement, at index: Int32) { statement.bind(self, at: index) }
 }

@@ -144,7 +144,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
         let result = try connection.transaction(immediate: false) { connection in
             let meta = try Self.fetchMeta(connection, path: path)
             let statement = try connection.statement(SQLiteStatements.selectRange(range))
-            for (index, bound) in range.bounds.enumerated() { statement.bind(bound, at: Int32(index + 1)) }
+            statement.bind(range.bounds)
             var items: [KeyValue] = []
             try connection.run(statement) { row in
                 items.append(
@@ -191,49 +191,22 @@ public final class SQLiteOneShotStore: KeyValueStore {
         let result: KeyValue
         switch write {
         case .create(let key, let value):
-            let insert = try connection.statement(SQLiteStatements.insertKey)
-            insert.bind(key, at: 1)
-            insert.bind(value, at: 2)
-            insert.bind(revision, at: 3)
-            insert.bind(revision, at: 4)
-            try connection.run(insert)
-            let log = try connection.statement(SQLiteStatements.logCreate)
-            log.bind(revision, at: 1)
-            log.bind(key, at: 2)
-            log.bind(value, at: 3)
-            log.bind(revision, at: 4)
-            try connection.run(log)
+            try connection.run(SQLiteStatements.insertKey, key, value, revision, revision)
+            try connection.run(SQLiteStatements.logCreate, revision, key, value, revision)
             result = KeyValue(key: key, value: value, createRevision: revision, modRevision: revision)
         case .update(let key, let value, _):
             let existing = existing!
-            let update = try connection.statement(SQLiteStatements.updateKey)
-            update.bind(value, at: 1)
-            update.bind(revision, at: 2)
-            update.bind(key, at: 3)
-            try connection.run(update)
-            let log = try connection.statement(SQLiteStatements.logUpdate)
-            log.bind(revision, at: 1)
-            log.bind(key, at: 2)
-            log.bind(value, at: 3)
-            log.bind(existing.createRevision, at: 4)
-            log.bind(existing.value, at: 5)
-            log.bind(existing.createRevision, at: 6)
-            log.bind(existing.modRevision, at: 7)
-            try connection.run(log)
+            try connection.run(SQLiteStatements.updateKey, value, revision, key)
+            try connection.run(
+                SQLiteStatements.logUpdate, revision, key, value, existing.createRevision, existing.value,
+                existing.createRevision, existing.modRevision)
             result = KeyValue(key: key, value: value, createRevision: existing.createRevision, modRevision: revision)
         case .delete(let key, _):
             let existing = existing!
-            let delete = try connection.statement(SQLiteStatements.deleteKey)
-            delete.bind(key, at: 1)
-            try connection.run(delete)
-            let log = try connection.statement(SQLiteStatements.logDelete)
-            log.bind(revision, at: 1)
-            log.bind(key, at: 2)
-            log.bind(existing.createRevision, at: 3)
-            log.bind(existing.value, at: 4)
-            log.bind(existing.createRevision, at: 5)
-            log.bind(existing.modRevision, at: 6)
-            try connection.run(log)
+            try connection.run(SQLiteStatements.deleteKey, key)
+            try connection.run(
+                SQLiteStatements.logDelete, revision, key, existing.createRevision, existing.value,
+                existing.createRevision, existing.modRevision)
             result = existing
         }
         try commitRevision(connection, revision: revision, meta: meta, retention: retention)
@@ -252,9 +225,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
             }
             guard revision > meta.compactedRevision else { return }
             try Self.deleteLog(connection, through: revision)
-            let update = try connection.statement(SQLiteStatements.updateCompacted)
-            update.bind(revision, at: 1)
-            try connection.run(update)
+            try connection.run(SQLiteStatements.updateCompacted, revision)
         }
     }
 
@@ -298,9 +269,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
         let meta = try fetchMeta(connection, path: poller.path)
         return try poller.round(meta: meta, after: seen) {
             let query = try connection.statement(poller.logQuery)
-            query.bind(seen, at: 1)
-            query.bind(meta.revision, at: 2)
-            for (index, bound) in poller.range.bounds.enumerated() { query.bind(bound, at: Int32(index + 3)) }
+            query.bind([seen, meta.revision] + poller.range.bounds)
             var rows: [SQLiteLogRow] = []
             try connection.run(query) { row in
                 rows.append(
@@ -347,7 +316,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
 
     private static func fetchKeyValue(_ connection: SQLiteConnection, key: String) throws -> KeyValue? {
         let select = try connection.statement(SQLiteStatements.selectKey)
-        select.bind(key, at: 1)
+        select.bind([key])
         var found: KeyValue?
         try connection.run(select) { row in
             found = KeyValue(
@@ -357,9 +326,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
     }
 
     private static func deleteLog(_ connection: SQLiteConnection, through revision: Revision) throws {
-        let delete = try connection.statement(SQLiteStatements.deleteLogThrough)
-        delete.bind(revision, at: 1)
-        try connection.run(delete)
+        try connection.run(SQLiteStatements.deleteLogThrough, revision)
     }
 
     /// As `SQLiteStore.commitRevision`: records `revision` and, once history exceeds the
@@ -373,10 +340,7 @@ public final class SQLiteOneShotStore: KeyValueStore {
             compacted = revision - retention
             try deleteLog(connection, through: compacted)
         }
-        let update = try connection.statement(SQLiteStatements.updateMeta)
-        update.bind(revision, at: 1)
-        update.bind(compacted, at: 2)
-        try connection.run(update)
+        try connection.run(SQLiteStatements.updateMeta, revision, compacted)
     }
 }
 
