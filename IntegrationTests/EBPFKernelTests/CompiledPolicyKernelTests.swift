@@ -15,7 +15,7 @@
         static let pod = "10.65.0.2"
 
         /// Tiers with Pass and defaults, an IP set, a port range, a named port, ICMP, source ports (the
-        /// peer's on ingress, the endpoint's on egress), then a profile.
+        /// peer's on ingress, one of them named, the endpoint's on egress), then a profile.
         static func ir() -> PolicyIR {
             var ir = PolicyIR()
             var peers = IPSet(
@@ -27,7 +27,17 @@
                     selector: try! Selector.parse("all()"), namedPort: .init(name: "metrics", protocolNumber: 6)),
                 members: [.addressPort(IPAddress(pod)!, protocolNumber: 6, port: 9090)])
             named.id = IPSetID(rawValue: "p:metrics")
-            ir.ipSets = [peers.id: peers, named.id: named]
+            // The clients' own named port (their source port on ingress): a relation with their address.
+            var clientPorts = IPSet(
+                definition: IPSetDefinition(
+                    selector: try! Selector.parse("role == 'client'"),
+                    namedPort: .init(name: "client", protocolNumber: 6)),
+                members: [
+                    .addressPort(IPAddress("10.1.2.3")!, protocolNumber: 6, port: 1500),
+                    .addressPort(IPAddress("10.2.0.1")!, protocolNumber: 6, port: 2500),
+                ])
+            clientPorts.id = IPSetID(rawValue: "p:client")
+            ir.ipSets = [peers.id: peers, named.id: named, clientPorts.id: clientPorts]
 
             var denyHalf = CompiledRule(action: .deny)
             denyHalf.source.nets = [CIDR("10.1.2.128/25")!]
@@ -60,6 +70,10 @@
             var allowUDPFromClients = CompiledRule(action: .allow)
             allowUDPFromClients.protocolNumber = 17
             allowUDPFromClients.source.ipSets = [peers.id]
+            var allowFromClientPort = CompiledRule(action: .allow)
+            allowFromClientPort.protocolNumber = 6
+            allowFromClientPort.destination.ports = [PortRange(8081, 8081)]
+            allowFromClientPort.source.namedPortSets = [clientPorts.id]
             var denyUDPOutsideRange = CompiledRule(action: .deny)
             denyUDPOutsideRange.protocolNumber = 17
             denyUDPOutsideRange.source.notPorts = [PortRange(1000, 2000)]
@@ -70,7 +84,9 @@
                 id: security, tier: "security", order: 1, ingress: [denyHalf, passTen, allowPing], egress: [])
             ir.policies[web] = PolicyProgram(
                 id: web, tier: "default", order: 1,
-                ingress: [allowWeb, allowMetrics, allow81FromHigh, denyUDPFrom1500, allowUDPFromClients],
+                ingress: [
+                    allowWeb, allowMetrics, allow81FromHigh, denyUDPFrom1500, allowUDPFromClients, allowFromClientPort,
+                ],
                 egress: [denyDNS, denyUDPOutsideRange])
             ir.profiles["kns.x"] = ProfileProgram(name: "kns.x", ingress: [], egress: [CompiledRule(action: .allow)])
             ir.endpoints[endpoint] = EndpointProgram(
@@ -152,6 +168,16 @@
             #expect(checked == 2 * 5 * (7 * 4 + 2))
             #expect(allowed > 30 && allowed < 270)
             #expect(Set(allowedBySourcePort.values).count > 1, "\(allowedBySourcePort)")
+
+            // A client's named source port holds only with that client's address.
+            for (client, port, verdict) in [
+                ("10.1.2.3", UInt16(1500), tcActionOK), ("10.1.2.3", 2500, tcActionShot),
+                ("10.2.0.1", 2500, tcActionOK),
+            ] {
+                #expect(
+                    try fixture.test(tc.egress, Packet.tcp(client, port, Self.pod, 8081, .syn), ifindex: ifindex)
+                        == verdict, "\(client):\(port) -> 8081")
+            }
 
             // Removing the tables leaves a program with none: its traffic drops (fail closed).
             try tc.removePolicy(ingress, program: 10)
