@@ -217,6 +217,41 @@
             #expect(counters[.failsafe, default: 0] > 0)
         }
 
+        /// An address added to the host after the last apply is the host's at once (the interface
+        /// watch re-syncs host endpoints): traffic to it meets host endpoint policy instead of
+        /// passing as forwarded.
+        @Test func aHostAddressAddedBetweenAppliesIsPolicedAtOnce() throws {
+            let node = try Node()
+            defer { node.tearDown() }
+            let fixture = node.fixture
+            for port: UInt16 in [8080, 9090] { try node.listen(in: fixture.namespacePath, "0.0.0.0", port) }
+            var engine = PolicyEngine()
+            let delta = engine.apply(Self.updates(Self.manifest))
+            let dataplane = try EBPFDataplane(pinRoot: fixture.pinRoot, namespacePath: fixture.namespacePath)
+            try dataplane.watchInterfaces()
+            defer { dataplane.stopWatchingInterfaces() }
+            try dataplane.apply(delta, resulting: engine.ir)
+            #expect(try !node.connects(from: node.peer.path, to: "10.10.0.1", 9090))
+
+            try fixture.ip("addr add 10.10.0.9/24 dev ext0")
+            let added = IPv4Address("10.10.0.9")!
+            let deadline = ContinuousClock.now + .seconds(5)
+            while try !dataplane.program.hostAddresses().contains(added), ContinuousClock.now < deadline {
+                usleep(5_000)
+            }
+            #expect(try dataplane.program.hostAddresses().contains(added), "no apply happened: the watch must add it")
+            #expect(try !node.connects(from: node.peer.path, to: "10.10.0.9", 9090), "policy denies 9090")
+            #expect(try node.connects(from: node.peer.path, to: "10.10.0.9", 8080), "policy allows 8080")
+            #expect(dataplane.status().healthy, "\(dataplane.status().detail)")
+
+            try fixture.ip("addr del 10.10.0.9/24 dev ext0")
+            let removedBy = ContinuousClock.now + .seconds(5)
+            while try dataplane.program.hostAddresses().contains(added), ContinuousClock.now < removedBy {
+                usleep(5_000)
+            }
+            #expect(try !dataplane.program.hostAddresses().contains(added))
+        }
+
         /// A host endpoint no policy selects and with no profile: everything but the failsafe ports
         /// drops (Calico); removing it detaches the program from the interface.
         @Test func anUnselectedHostEndpointDropsAllButFailsafeAndRemovingItDetaches() throws {

@@ -2,7 +2,8 @@ import TabbyNetlink
 
 extension EBPFDataplane {
     /// Attaches the program to every workload interface the moment netlink reports it (Calico's
-    /// eBPF dataplane watches links the same way). Without the watch, an interface created between
+    /// eBPF dataplane watches links the same way), and follows host interfaces and addresses for
+    /// host endpoints (`hostInterfacesChanged`). Without the watch, an interface created between
     /// two applies (a pod's veth, made by the CNI plugin before its endpoint reaches the agent)
     /// would pass traffic unpoliced until the next apply; with it, the program is on the interface
     /// within milliseconds and drops everything until the endpoint's entry is written (fail
@@ -12,22 +13,27 @@ extension EBPFDataplane {
         let namespacePath = namespacePath
         try state.withLock { state in
             guard state.monitor == nil else { return }
-            state.monitor = try LinkMonitor(namespacePath: namespacePath) { [weak self] event in
+            state.monitor = try LinkMonitor(namespacePath: namespacePath, addresses: true) { [weak self] event in
                 guard let self else { return }
                 switch event {
                 case .changed(let link) where link.name.hasPrefix(prefix):
                     self.attachAppeared([link])
+                case .changed:
+                    // A host interface: a `*` host endpoint may cover it now.
+                    self.hostInterfacesChanged()
                 case .removed(let link):
                     self.state.withLock { state in
                         if state.attached[link.index] == link.name { state.attached[link.index] = nil }
                     }
+                    if !link.name.hasPrefix(prefix) { self.hostInterfacesChanged() }
+                case .addressChanged:
+                    self.hostInterfacesChanged()
                 case .overrun:
                     // Events were lost: look at every interface instead.
                     if let links = try? Self.interfaces(in: namespacePath) {
                         self.attachAppeared(links.filter { $0.name.hasPrefix(prefix) })
                     }
-                default:
-                    break
+                    self.hostInterfacesChanged()
                 }
             }
         }

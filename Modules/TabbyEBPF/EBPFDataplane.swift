@@ -81,6 +81,9 @@ public final class EBPFDataplane: Dataplane {
         var applies = 0
         var lastApplySeconds: Double?
         var lastError: String?
+        /// The IR of the last sync, for the interface watch to apply again when host interfaces or
+        /// addresses change between applies.
+        var lastIR: PolicyIR?
         /// Endpoints whose policy the tables cannot express yet: they drop everything (fail
         /// closed) until their policy changes; the reason per endpoint.
         var unexpressible: [EndpointKey: String] = [:]
@@ -283,10 +286,27 @@ public final class EBPFDataplane: Dataplane {
 
     /// Brings the kernel to `ir`; returns what it changed (for reconcile's report).
     /// `dirty`: the only endpoints whose tables may have changed (nil: any).
+    /// The interface watch saw a host interface or address come, go or change: with host
+    /// endpoints in the last IR, sync it again (no workload endpoint is compiled again), so that
+    /// `tabby_host_addrs` and the interfaces a `*` endpoint covers follow the namespace between
+    /// applies. Without it, traffic to a new address of the host would count as forwarded and pass
+    /// unpoliced until the next apply.
+    func hostInterfacesChanged() {
+        state.withLock { state in
+            guard let ir = state.lastIR, ir.endpoints.values.contains(where: { $0.kind == .host }) else { return }
+            do {
+                _ = try sync(ir, adopt: false, dirty: [], state: &state)
+            } catch {
+                state.lastError = "following a host interface change: \(error)"
+            }
+        }
+    }
+
     private func sync(_ ir: PolicyIR, adopt: Bool, dirty: Set<EndpointKey>?) throws(DataplaneError) -> [String] {
         do {
             let (report, unexpressible) = try state.withLock { state in
                 let report = try sync(ir, adopt: adopt, dirty: dirty, state: &state)
+                state.lastIR = ir
                 return (report, state.unexpressible)
             }
             // Every other endpoint is programmed; say which ones the tables could not express.

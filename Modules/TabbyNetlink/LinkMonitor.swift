@@ -14,6 +14,9 @@ public final class LinkMonitor: Sendable {
         case changed(Link)
         /// RTM_DELLINK: the interface is gone.
         case removed(Link)
+        /// RTM_NEWADDR / RTM_DELADDR (IPv4 and IPv6): an address of the interface with this index
+        /// came or went (only with `addresses: true`).
+        case addressChanged(interfaceIndex: Int32)
         /// Events were lost; list the links to learn the present state.
         case overrun
     }
@@ -24,9 +27,10 @@ public final class LinkMonitor: Sendable {
     /// Subscribes in the namespace at `namespacePath` (nil: the caller's own) before returning, so
     /// no interface created after this call is missed. The handler runs on the monitor's thread and
     /// must not block for long. Call `stop()` when done: the thread holds the monitor until then.
-    public init(namespacePath: String?, handler: @escaping @Sendable (Event) -> Void) throws {
+    public init(namespacePath: String?, addresses: Bool = false, handler: @escaping @Sendable (Event) -> Void) throws {
+        let groups = UInt32(RTMGRP_LINK) | (addresses ? UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR) : 0)
         let open: @Sendable () throws -> MNLSocket = {
-            let socket = try MNLSocket(groups: UInt32(RTMGRP_LINK))
+            let socket = try MNLSocket(groups: groups)
             try socket.setReceiveTimeout(milliseconds: Self.pollMilliseconds)
             return socket
         }
@@ -72,7 +76,12 @@ public final class LinkMonitor: Sendable {
             let length = Int(header.nlmsg_len)
             guard length >= headerSize, offset + length <= datagram.count else { break }
             let message = Array(datagram[offset..<offset + length])
-            if let link = Link(message: message) {
+            let type = Int32(header.nlmsg_type)
+            if type == Int32(RTM_NEWADDR) || type == Int32(RTM_DELADDR) {
+                if let info = fixedHeader(of: message, as: ifaddrmsg.self) {
+                    events.append(.addressChanged(interfaceIndex: Int32(bitPattern: info.ifa_index)))
+                }
+            } else if let link = Link(message: message) {
                 switch Int32(header.nlmsg_type) {
                 case Int32(RTM_NEWLINK): events.append(.changed(link))
                 case Int32(RTM_DELLINK): events.append(.removed(link))
