@@ -13,7 +13,12 @@
 // before the next is programmed. Besides throughput and ping (conntrack hits after the first echo),
 // each row times new TCP connections, whose SYN always meets the policy; a second table times the
 // eBPF program itself on such a SYN with BPF_PROG_TEST_RUN.
+// With `--source-ports yes`, each policy's rule names a source port (1000 + its index % 30,000)
+// instead of a destination port, so the SYN's port class is refined by its source port (the eBPF
+// program's two further lookups); `--dataplanes ebpf` (or nftables, iptables, comma-separated)
+// runs only those backends.
 //   tabby-dataplane-bench [--sizes 0:0,1000:1000,1000:10000,10000:10000] [--seconds 3]   (policies:members)
+//                         [--source-ports yes] [--dataplanes nftables,iptables,ebpf]
 import Foundation
 import TabbyCore
 import TabbyDataplane
@@ -30,6 +35,8 @@ struct Options {
     /// policies:members
     var sizes = [(0, 0), (1000, 1000), (1000, 10000), (10000, 10000)]
     var seconds = 3
+    var sourcePorts = false
+    var dataplanes: Set<String> = ["nftables", "iptables", "ebpf"]
 
     init(_ arguments: [String]) {
         var rest = arguments[...]
@@ -41,6 +48,8 @@ struct Options {
                     return parts.count == 2 ? (parts[0], parts[1]) : parts.first.map { ($0, $0) }
                 }
             case "--seconds": seconds = Int(value) ?? seconds
+            case "--source-ports": sourcePorts = value == "yes"
+            case "--dataplanes": dataplanes = Set(value.split(separator: ",").map(String.init))
             default: break
             }
         }
@@ -146,8 +155,12 @@ func resources(_ count: Int, members: Int) -> [PolicyResource] {
         rule.protocol = .tcp
         rule.source = EntityRule()
         rule.source?.selector = "role == 'other'"
-        rule.destination = EntityRule()
-        rule.destination?.ports = [.number(UInt16(20000 + index % 40000))]
+        if options.sourcePorts {
+            rule.source?.ports = [.number(UInt16(1000 + index % 30000))]
+        } else {
+            rule.destination = EntityRule()
+            rule.destination?.ports = [.number(UInt16(20000 + index % 40000))]
+        }
         spec.ingress = [rule]
         result.append(
             .networkPolicy(NetworkPolicy(metadata: ObjectMeta(name: "p-\(index)", namespace: "bench"), spec: spec)))
@@ -296,7 +309,7 @@ for (size, members) in options.sizes {
     }
 
     // nftables: Tabby over netlink, then the same ruleset through `nft -f` as the reference.
-    do {
+    if options.dataplanes.contains("nftables") {
         var engine = PolicyEngine()
         let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
         let text = NftChange.replaceTable(NftCompiler.compile(engine.ir)).nftText
@@ -324,7 +337,7 @@ for (size, members) in options.sizes {
     }
 
     // iptables, both flavours: Tabby's restore and ipset input, run as processes.
-    for flavour in [IptablesFlavour.nft, .legacy] {
+    for flavour in [IptablesFlavour.nft, .legacy] where options.dataplanes.contains("iptables") {
         var engine = PolicyEngine()
         let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
         let dataplane = IptablesDataplane(runner: IptablesProcessRunner(flavour: flavour, namespacePath: nodePath))
@@ -335,7 +348,7 @@ for (size, members) in options.sizes {
 
     #if EBPF
         // eBPF: the tc program on both host veths, maps pinned in a directory of this run's own.
-        do {
+        if options.dataplanes.contains("ebpf") {
             var engine = PolicyEngine()
             let delta = engine.apply(resources(size, members: members).map { .upsert($0) })
             let pinRoot = "/sys/fs/bpf/tabby-b-dp-\(id)"
@@ -376,7 +389,8 @@ if !programTimes.isEmpty {
     let base = programTimes.first { $0.0 == "0 / 0" }?.1
     print()
     print(
-        "eBPF program time per TCP SYN (`BPF_PROG_TEST_RUN`, 200,000 runs, the kernel's mean; the SYN always meets the policy):"
+        "eBPF program time per TCP SYN (`BPF_PROG_TEST_RUN`, 200,000 runs, the kernel's mean; the SYN always meets the policy"
+            + (options.sourcePorts ? "; the rules name source ports" : "") + "):"
     )
     print()
     print("| policies / IP set members | ns per SYN | ratio to 0 / 0 |")

@@ -55,16 +55,18 @@
     }
 
     extension EBPFReconcileTests {
-        /// A policy the tables cannot express yet (the peer's source ports) fails the apply with an
-        /// error naming the endpoint, drops all of that endpoint's traffic, and leaves every other
-        /// endpoint programmed; an expressible policy in its place brings it back.
+        /// A policy the tables cannot express yet (a rule that tells apart the IPv4 addresses of an
+        /// endpoint with two: ingress to one of x/a's addresses once it has a second) fails the apply
+        /// with an error naming the endpoint, drops all of that endpoint's traffic, and leaves every
+        /// other endpoint programmed; back to one address, the endpoint is programmed again.
         @Test func anUnexpressiblePolicyFailsClosedForItsEndpointOnly() throws {
             let (kit, pinRoot) = try EBPFConformanceTests.makeKit()
             defer {
                 kit.tearDown()
                 BPFObject.removePins(at: pinRoot)
             }
-            func policy(_ side: String) -> String {
+            let pod = try #require(kit.lab.pod("x", "a"))
+            try kit.load(
                 """
                 apiVersion: projectcalico.org/v3
                 kind: NetworkPolicy
@@ -75,19 +77,25 @@
                   ingress:
                   - action: Allow
                     protocol: TCP
-                    \(side): {ports: [80]}
-                """
-            }
+                    destination: {nets: ["\(pod.address)/32"], ports: [80]}
+                """)
+            #expect(kit.dataplane.status().healthy)
+            let original = try #require(
+                kit.engine.state.workloadEndpoints.values.first {
+                    $0.metadata.namespace == "x" && $0.metadata.name == "a"
+                })
+            var twoAddresses = original
+            twoAddresses.spec.ipNetworks = (original.spec.ipNetworks ?? []) + ["10.99.0.1/32"]
             #expect {
-                try kit.load(policy("source"))
+                try kit.update([.upsert(.workloadEndpoint(twoAddresses))])
             } throws: { error in
                 "\(error)".contains("x/a") && "\(error)".contains("failing closed")
+                    && "\(error)".contains("tell the endpoint's IPv4 addresses apart")
             }
             let status = kit.dataplane.status()
             #expect(!status.healthy && status.detail.contains("x/a"), "\(status)")
             let probes = kit.grid()
             let results = try kit.lab.probe(probes)
-            let pod = try #require(kit.lab.pod("x", "a"))
             for probe in probes {
                 if probe.from == pod || probe.to == pod.address {
                     #expect(results[probe] == false, "\(probe) passed an endpoint failing closed")
@@ -95,9 +103,9 @@
                     #expect(results[probe] == (kit.expected(probe).verdict == .allow), "\(probe)")
                 }
             }
-            try kit.load(policy("destination"))
+            try kit.update([.upsert(.workloadEndpoint(original))])
             #expect(kit.dataplane.status().healthy)
-            #expect(try kit.check(kit.grid(), context: "destination port").isEmpty)
+            #expect(try kit.check(kit.grid(), context: "one address again").isEmpty)
         }
     }
 

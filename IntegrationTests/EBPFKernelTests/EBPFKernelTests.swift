@@ -47,7 +47,8 @@
             #expect(
                 pinned == [
                     "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
-                    "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers", "tabby_ports", "tabby_verdicts",
+                    "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers", "tabby_ports", "tabby_sports",
+                    "tabby_verdicts",
                 ])
             let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
             #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])

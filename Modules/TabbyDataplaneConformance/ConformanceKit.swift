@@ -362,6 +362,30 @@ public final class ConformanceKit: @unchecked Sendable {
               - {action: Allow}
             """
         ),
+        (
+            // The probes' source ports are 10000 and up (the evaluator sees 40000).
+            "source ports: x takes TCP 80 from high ports, UDP from low ones; y/a sends no UDP 81 from high ones",
+            """
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: from-high-ports, namespace: x}
+            spec:
+              selector: all()
+              ingress:
+              - {action: Allow, protocol: TCP, source: {ports: ["1024:65535"]}, destination: {ports: [80]}}
+              - {action: Allow, protocol: UDP, source: {ports: ["1:1023"]}}
+            ---
+            apiVersion: projectcalico.org/v3
+            kind: NetworkPolicy
+            metadata: {name: not-from-high-ports, namespace: y}
+            spec:
+              selector: pod == 'a'
+              types: [Egress]
+              egress:
+              - {action: Deny, protocol: UDP, source: {notPorts: ["1:1023"]}, destination: {ports: [81]}}
+              - {action: Allow}
+            """
+        ),
     ]
 
     /// Runs every Calico case over the full grid; returns the mismatches.
@@ -401,9 +425,9 @@ public final class ConformanceKit: @unchecked Sendable {
     }
 
     /// `count` seeded random cases: each a random set of Calico NetworkPolicies and
-    /// GlobalNetworkPolicies (selectors, namespace selectors, nets, protocols, ports, actions,
-    /// orders, both directions), checked with random probes (`probesPerCase` each; every probe is a
-    /// policy/packet case). Mismatches carry the seed.
+    /// GlobalNetworkPolicies (selectors, namespace selectors, nets, protocols, destination and
+    /// source ports, actions, orders, both directions), checked with random probes
+    /// (`probesPerCase` each; every probe is a policy/packet case). Mismatches carry the seed.
     public func runRandomCases(seed: UInt64, count: Int, probesPerCase: Int = 12) throws -> [String] {
         var random = SplitMix(seed: seed)
         var mismatches: [String] = []
@@ -432,8 +456,7 @@ public final class ConformanceKit: @unchecked Sendable {
                 var rule = "  - action: \(action)\n"
                 let proto = pick(["", "TCP", "UDP", "ICMP"])
                 if !proto.isEmpty { rule += "    protocol: \(proto)\n" }
-                // The peer is the source of ingress and the destination of egress; ports are always
-                // the destination's.
+                // The peer is the source of ingress and the destination of egress.
                 var peer: [String] = []
                 var destinationPorts: [String] = []
                 switch random.next() % 5 {
@@ -443,10 +466,21 @@ public final class ConformanceKit: @unchecked Sendable {
                 case 3: peer.append("notNets: [\(pick(["10.0.2.0/24", "10.0.0.1/32"]))]")
                 default: break
                 }
+                // Source ports: the lab's probes come from ports 10000 and up (the evaluator sees
+                // 40000), so these ranges hold for every probe or for none, in the kernel as in the
+                // evaluator.
+                var sourcePorts: [String] = []
                 if proto == "TCP" || proto == "UDP" {
                     destinationPorts.append("ports: [\(pick(["80", "81", "\"80:81\""]))]")
+                    if random.next() % 3 == 0 {
+                        sourcePorts.append(
+                            pick([
+                                "ports: [\"1024:65535\"]", "ports: [\"1:1023\"]", "notPorts: [\"1:1023\"]",
+                                "notPorts: [\"1024:65535\"]",
+                            ]))
+                    }
                 }
-                let source = direction == "ingress" ? peer : []
+                let source = (direction == "ingress" ? peer : []) + sourcePorts
                 let destination = (direction == "egress" ? peer : []) + destinationPorts
                 if !source.isEmpty { rule += "    source: {\(source.joined(separator: ", "))}\n" }
                 if !destination.isEmpty { rule += "    destination: {\(destination.joined(separator: ", "))}\n" }

@@ -4,14 +4,29 @@ import TabbyPolicy
 /// One endpoint's policy in one direction, reduced to the tc program's three tables
 /// (docs/dataplanes.md, "eBPF"): destination protocol and port -> port class, peer address ->
 /// address class, (port class, address class) -> verdict. Whatever the number of rules, a packet
-/// costs those three lookups.
+/// costs those three lookups. Where rules name source ports, the port classes those rules are in
+/// carry `TCProgram.bySourcePort` and one more table refines them: (port class, protocol, source
+/// port) -> the port class the verdicts name.
 public struct PolicyTables: Equatable, Sendable {
     public struct PortEntry: Hashable, Sendable {
         /// nil: every protocol not listed (the program's catch-all).
         public var protocolNumber: UInt8?
         /// nil: every port of the protocol not listed. ICMP: type << 8 | code.
         public var ports: ClosedRange<UInt16>?
+        /// With `TCProgram.bySourcePort` set: refined by the source port through `sourcePorts`.
         public var portClass: UInt32
+    }
+
+    /// A port class with `TCProgram.bySourcePort`, refined by the source port (TCP and UDP only;
+    /// every other protocol has the class's catch-all) into the port class of the verdicts.
+    public struct SourcePortEntry: Hashable, Sendable {
+        /// As `ports` holds it, with `TCProgram.bySourcePort`.
+        public var portClass: UInt32
+        /// nil: every protocol not listed (the class's catch-all).
+        public var protocolNumber: UInt8?
+        /// nil: every source port of the protocol not listed.
+        public var ports: ClosedRange<UInt16>?
+        public var refinedClass: UInt32
     }
 
     public struct AddressEntry: Hashable, Sendable {
@@ -26,6 +41,8 @@ public struct PolicyTables: Equatable, Sendable {
     }
 
     public var ports: [PortEntry] = []
+    /// Empty unless some port class has `TCProgram.bySourcePort`.
+    public var sourcePorts: [SourcePortEntry] = []
     public var addresses: [AddressEntry] = []
     /// Only the combinations whose verdict differs from `defaultVerdict`.
     public var verdicts: [VerdictEntry] = []
@@ -35,17 +52,28 @@ public struct PolicyTables: Equatable, Sendable {
     /// True when only the address table differs: the same port classes and the same verdict for
     /// every class combination, so the address entries can change in place, one at a time.
     public func differsOnlyInAddresses(from other: PolicyTables) -> Bool {
-        ports == other.ports && verdicts == other.verdicts && defaultVerdict == other.defaultVerdict
-            && addresses != other.addresses
+        ports == other.ports && sourcePorts == other.sourcePorts
+            && verdicts == other.verdicts && defaultVerdict == other.defaultVerdict && addresses != other.addresses
     }
 
     /// What the tc program decides for a new flow, by the same lookups in Swift (longest prefix,
-    /// then the verdict or the default).
-    public func verdict(protocol proto: UInt8, port: UInt16, peer: IPv4Address) -> TCProgram.Verdict {
-        let portClass =
-            ports.filter { $0.protocolNumber == proto && $0.ports?.contains(port) == true }.first?.portClass
-            ?? ports.first { $0.protocolNumber == proto && $0.ports == nil }?.portClass
-            ?? ports.first { $0.protocolNumber == nil }?.portClass
+    /// the source-port refinement where the port class asks for it, then the verdict or the
+    /// default). `sourcePort` is read for TCP and UDP only, as the program does.
+    public func verdict(protocol proto: UInt8, port: UInt16, sourcePort: UInt16, peer: IPv4Address)
+        -> TCProgram.Verdict
+    {
+        func mostSpecific(_ entries: [(UInt8?, ClosedRange<UInt16>?, UInt32)], _ value: UInt16) -> UInt32? {
+            entries.first { $0.0 == proto && $0.1?.contains(value) == true }?.2
+                ?? entries.first { $0.0 == proto && $0.1 == nil }?.2
+                ?? entries.first { $0.0 == nil }?.2
+        }
+        var portClass = mostSpecific(ports.map { ($0.protocolNumber, $0.ports, $0.portClass) }, port)
+        if let marked = portClass, marked & TCProgram.bySourcePort != 0 {
+            let value = proto == 6 || proto == 17 ? sourcePort : 0
+            portClass = mostSpecific(
+                sourcePorts.filter { $0.portClass == marked }.map { ($0.protocolNumber, $0.ports, $0.refinedClass) },
+                value)
+        }
         let address = IPAddress.v4(peer)
         let addressClass = addresses.filter { $0.cidr.contains(address) }
             .max { $0.cidr.prefixLength < $1.cidr.prefixLength }?.addressClass
@@ -62,11 +90,13 @@ public struct PolicyTables: Equatable, Sendable {
 /// The packet's fields are split into equivalence classes: every (protocol, port) segment and every
 /// peer CIDR region that the same rules match falls into one class. A rule's conditions on the
 /// endpoint's own address are decided here, once (the program belongs to one endpoint).
-/// Named ports of an egress destination are a relation between address and port: each named
-/// (protocol, port) gets a port class of its own, each member address an address class that
-/// records which of those it has, and the verdict of a pair checks the two agree.
-/// Not yet expressible, and reported as `unsupported`: source-port matches of the peer (ingress) or
-/// of the endpoint (egress), and endpoints with several IPv4 addresses whose rules tell them apart.
+/// Named ports of the peer (an egress destination's, an ingress source's) are a relation between
+/// address and port: each named (protocol, port) gets a port class (or source-port class) of its
+/// own, each member address an address class that records which of those it has, and the verdict
+/// of a pair checks the two agree. Source ports are a further dimension: the port classes that
+/// hold rules naming source ports are refined by the source port's class into the final ones.
+/// Not yet expressible, and reported as `unsupported`: endpoints with several IPv4 addresses whose
+/// rules tell them apart.
 public enum PolicyTableCompiler {
     /// Rule ids in verdicts: the index of the deciding rule in evaluation order + 1, or these.
     public static let noProfileMatched: UInt32 = 0xffff_fffe
@@ -133,12 +163,16 @@ private struct Compiler {
     /// Rules that can match at all (the endpoint's own address conditions hold), by flat index.
     var live: [Bool] = []
     var conditions: [PolicyTableCompiler.Condition] = []
-    /// Per rule, its destination-port predicate folded with the endpoint's named ports (ingress).
+    /// Per rule, the (protocol, port)s the endpoint itself has in the named-port sets of its own
+    /// side (the destination's on ingress, the source's on egress): decided here, once.
     var localNamedPorts: [Set<PortKey>] = []
-    /// Egress, per rule: every (protocol, port) of its destination named-port sets, and of its
-    /// negated ones, whatever the address (the address decides at the verdict step).
+    /// Per rule: every (protocol, port) of the peer side's named-port sets (the destination's on
+    /// egress, the source's on ingress), and of its negated ones, whatever the address (the
+    /// address decides at the verdict step).
     var peerNamedPorts: [Set<PortKey>] = []
     var peerNotNamedPorts: [Set<PortKey>] = []
+    /// Per rule: whether it names source ports (ports, named ports or negated ones).
+    var namesSourcePorts: [Bool] = []
 
     struct PortKey: Hashable {
         var protocolNumber: Int
@@ -161,10 +195,14 @@ private struct Compiler {
     mutating func run(maxCombinations: Int) throws(PolicyTableCompiler.Error) -> PolicyTables {
         flatten()
         try decideLocalConditions()
-        let (portEntries, portClasses, portTags) = portClassification()
+        let portInfo = try portClassification(maxCombinations: maxCombinations)
+        let portClasses = portInfo.members
         let (addressEntries, addressInfo) = addressClassification()
         let addressClasses = addressInfo.members
-        var tables = PolicyTables(ports: portEntries, addresses: addressEntries)
+        var tables = PolicyTables(
+            ports: portInfo.entries, sourcePorts: portInfo.sourceEntries, addresses: addressEntries)
+        // Classes refined by the source port never reach the verdict table.
+        let finalPortClasses = portClasses.indices.filter { !portInfo.bySource[$0] }
 
         // The default: the verdict when only rules indifferent to both dimensions match.
         let always = rules.indices.filter { live[$0] && conditions[$0].portTrivial && conditions[$0].addressTrivial }
@@ -177,8 +215,8 @@ private struct Compiler {
         let addressTrivialRules = Set(rules.indices.filter { live[$0] && conditions[$0].addressTrivial })
         var portClassesOfRule: [Int: [UInt32]] = [:]
         var addressClassesOfRule: [Int: [UInt32]] = [:]
-        for (index, members) in portClasses.enumerated() {
-            for rule in members { portClassesOfRule[rule, default: []].append(UInt32(index)) }
+        for index in finalPortClasses {
+            for rule in portClasses[index] { portClassesOfRule[rule, default: []].append(UInt32(index)) }
         }
         for (index, members) in addressClasses.enumerated() {
             for rule in members { addressClassesOfRule[rule, default: []].append(UInt32(index)) }
@@ -194,7 +232,7 @@ private struct Compiler {
             let ports = portClassesOfRule[rule] ?? []
             let addresses = addressClassesOfRule[rule] ?? []
             if conditions[rule].portTrivial && !conditions[rule].addressTrivial {
-                for a in addresses { for p in 0..<portClasses.count { try add(Pair(port: UInt32(p), address: a)) } }
+                for a in addresses { for p in finalPortClasses { try add(Pair(port: UInt32(p), address: a)) } }
             } else if conditions[rule].addressTrivial && !conditions[rule].portTrivial {
                 for p in ports { for a in 0..<addressClasses.count { try add(Pair(port: p, address: UInt32(a))) } }
             } else if !conditions[rule].portTrivial {
@@ -217,7 +255,9 @@ private struct Compiler {
             var matched = always + portOnly[port]! + addressOnly[address]!
             let bothSides = addressClassSets[address]!
             for rule in portClasses[port] where bothSides.contains(rule) {
-                if namedPortsAgree(rule, portTag: portTags[port], named: addressInfo, address) { matched.append(rule) }
+                if namedPortsAgree(rule, portTag: portInfo.peerTags[port], named: addressInfo, address) {
+                    matched.append(rule)
+                }
             }
             let verdict = decide(matched: matched.sorted())
             if verdict != tables.defaultVerdict {
@@ -232,13 +272,14 @@ private struct Compiler {
         var address: UInt32
     }
 
-    /// Egress named ports, for a rule in both classes of a pair: whether the port class's named
-    /// (protocol, port), if it has one, is one the destination has in the rule's sets (or the
-    /// numeric ports allow it anyway), and not one of its negated sets. A port class without a
-    /// named value holds the rule through its numeric ports alone.
+    /// The peer's named ports, for a rule in both classes of a pair: whether the port class's named
+    /// (protocol, port) of the peer's port (the destination port on egress, the source port on
+    /// ingress), if it has one, is one the peer has in the rule's sets (or the numeric ports allow
+    /// it anyway), and not one of its negated sets. A port class without a named value holds the
+    /// rule through its numeric ports alone.
     func namedPortsAgree(_ rule: Int, portTag: PortKey?, named: AddressClasses, _ address: Int) -> Bool {
-        guard direction == .egress, let tag = portTag else { return true }
-        let entity = rules[rule].rule.destination
+        guard let tag = portTag else { return true }
+        let entity = rules[rule].rule[keyPath: peerSide]
         if named.notNamed[address][rule]?.contains(tag) == true { return false }
         if !entity.namedPortSets.isEmpty, !entity.ports.contains(where: { $0.contains(tag.port) }) {
             return named.named[address][rule]?.contains(tag) == true
@@ -272,12 +313,6 @@ private struct Compiler {
             let rule = flat.rule
             let local = rule[keyPath: localSide]
             let peer = rule[keyPath: peerSide]
-            if direction == .egress && (local.hasPortMatch || local.hasNotPortMatch) {
-                throw .unsupported("\(flat.name): source ports of the endpoint")
-            }
-            if direction == .ingress && (peer.hasPortMatch || peer.hasNotPortMatch) {
-                throw .unsupported("\(flat.name): source ports of the peer")
-            }
             var outcomes = Set<Bool>()
             for address in locals { outcomes.insert(addressMatches(local, address)) }
             if outcomes.count > 1 {
@@ -288,7 +323,7 @@ private struct Compiler {
             let localOK = outcomes.first ?? (local.nets.isEmpty && local.ipSets.isEmpty)
             live.append(versionOK && localOK)
             var named = Set<PortKey>()
-            if direction == .ingress, let address = locals.first {
+            if let address = locals.first {
                 for id in local.namedPortSets + local.notNamedPortSets {
                     for member in ir.ipSets[id]?.members ?? [] {
                         if case .addressPort(address, let proto, let port) = member {
@@ -299,7 +334,6 @@ private struct Compiler {
             }
             localNamedPorts.append(named)
             func portsOf(_ sets: [IPSetID]) -> Set<PortKey> {
-                guard direction == .egress else { return [] }
                 var keys = Set<PortKey>()
                 for id in sets {
                     for member in ir.ipSets[id]?.members ?? [] {
@@ -312,14 +346,16 @@ private struct Compiler {
             }
             peerNamedPorts.append(portsOf(peer.namedPortSets))
             peerNotNamedPorts.append(portsOf(peer.notNamedPortSets))
+            let namesSource = rule.source.hasPortMatch || rule.source.hasNotPortMatch
+            namesSourcePorts.append(namesSource)
             let portTrivial =
                 rule.protocolNumber == nil && rule.notProtocolNumber == nil && rule.icmp == nil
-                && rule.notICMP == nil && !(direction == .ingress ? local : peer).hasPortMatch
-                && !(direction == .ingress ? local : peer).hasNotPortMatch
-            // Egress named ports depend on the destination address too.
+                && rule.notICMP == nil && !rule.destination.hasPortMatch && !rule.destination.hasNotPortMatch
+                && !namesSource
+            // The peer's named ports depend on its address too.
             let addressTrivial =
                 peer.nets.isEmpty && peer.notNets.isEmpty && peer.ipSets.isEmpty && peer.notIPSets.isEmpty
-                && (direction == .ingress || (peer.namedPortSets.isEmpty && peer.notNamedPortSets.isEmpty))
+                && peer.namedPortSets.isEmpty && peer.notNamedPortSets.isEmpty
             conditions.append(.init(portTrivial: portTrivial, addressTrivial: addressTrivial))
         }
     }
@@ -349,16 +385,29 @@ private struct Compiler {
         }
         if let icmp = rule.icmp, !icmpMatches(icmp) { return false }
         if let icmp = rule.notICMP, icmpMatches(icmp) { return false }
-        let entity = rule[keyPath: \.destination]
-        let port: UInt16? = proto == 6 || proto == 17 ? value : nil
+        return sideMatches(index, source: false, proto: proto, port: proto == 6 || proto == 17 ? value : nil)
+    }
+
+    /// Whether rule `index`'s source-port conditions hold for protocol `proto` and source port
+    /// `value` (read for TCP and UDP only, as the tc program does).
+    func sourcePortMatches(_ index: Int, proto: Int, value: UInt16) -> Bool {
+        sideMatches(index, source: true, proto: proto, port: proto == 6 || proto == 17 ? value : nil)
+    }
+
+    /// The port conditions of one side of rule `index` (nil `port`: the packet has none). The
+    /// endpoint's own named ports are decided here; the peer's may match depending on its
+    /// address, which the verdict step decides (`namedPortsAgree`).
+    private func sideMatches(_ index: Int, source: Bool, proto: Int, port: UInt16?) -> Bool {
+        let entity = source ? rules[index].rule.source : rules[index].rule.destination
+        // The peer is the source of ingress and the destination of egress.
+        let isPeer = source == (direction == .ingress)
         let named = localNamedPorts[index]
         if entity.hasPortMatch {
             guard let port else { return false }
             let numeric = entity.ports.contains { $0.contains(port) }
             let key = PortKey(protocolNumber: proto, port: port)
-            // Egress: a named port may match, depending on the destination (the verdict step).
             let byName =
-                direction == .egress
+                isPeer
                 ? peerNamedPorts[index].contains(key)
                 : !entity.namedPortSets.isEmpty && named.contains(key)
                     && namedIn(entity.namedPortSets, proto: proto, port: port)
@@ -366,8 +415,8 @@ private struct Compiler {
         }
         if entity.hasNotPortMatch, let port {
             if entity.notPorts.contains(where: { $0.contains(port) }) { return false }
-            // Egress negated named ports are decided at the verdict step, with the address.
-            if direction == .ingress && named.contains(PortKey(protocolNumber: proto, port: port))
+            // The peer's negated named ports are decided at the verdict step, with the address.
+            if !isPeer && named.contains(PortKey(protocolNumber: proto, port: port))
                 && namedIn(entity.notNamedPortSets, proto: proto, port: port)
             {
                 return false
@@ -382,14 +431,52 @@ private struct Compiler {
         return sets.contains { ir.ipSets[$0]?.contains(address, protocolNumber: proto, port: port) ?? false }
     }
 
-    /// The port classes (each: the rules caring about ports that match there) and the LPM entries.
-    /// Egress named ports (and negated ones) get a class of their own per (protocol, port): the
-    /// third result names it, so the verdict step can ask whether the destination has that port.
-    func portClassification() -> ([PolicyTables.PortEntry], [[Int]], [PortKey?]) {
+    /// The port dimension: the classes (each: the rules caring about ports that match there), their
+    /// LPM entries and, where rules name source ports, the source-port entries that refine a class.
+    struct PortClasses {
+        var entries: [PolicyTables.PortEntry] = []
+        var sourceEntries: [PolicyTables.SourcePortEntry] = []
+        /// Per class: its rules, ascending.
+        var members: [[Int]] = []
+        /// Per class: refined by the source port (so never named in a verdict).
+        var bySource: [Bool] = []
+        /// Per class: the named (protocol, port) of the peer's port it stands for, if any (the
+        /// destination port's on egress, the source port's on ingress).
+        var peerTags: [PortKey?] = []
+        private var classOf: [ClassKey: UInt32] = [:]
+
+        private struct ClassKey: Hashable {
+            var members: [Int]
+            var named: PortKey?
+            var bySource: Bool
+        }
+
+        mutating func classify(_ members: [Int], named: PortKey?, bySource: Bool) -> UInt32 {
+            let key = ClassKey(members: members, named: named, bySource: bySource)
+            if let known = classOf[key] { return known }
+            let id = UInt32(self.members.count)
+            self.members.append(members)
+            self.bySource.append(bySource)
+            peerTags.append(named)
+            classOf[key] = id
+            return id
+        }
+    }
+
+    /// The port classes and their LPM entries. The peer's named destination ports (egress), and
+    /// negated ones, get a class of their own per (protocol, port), tagged so the verdict step can
+    /// ask whether the destination has that port. A class holding rules that name source ports is
+    /// refined by the source port (`refineBySourcePort`) and marked `TCProgram.bySourcePort` in
+    /// its entries.
+    func portClassification(maxCombinations: Int) throws(PolicyTableCompiler.Error) -> PortClasses {
         let caring = rules.indices.filter { live[$0] && !conditions[$0].portTrivial }
         var protocols: Set<Int> = [1, 6, 17]
         var boundaries: Set<Int> = [0, 65536]
         var icmpBoundaries: Set<Int> = [0, 65536]
+        /// The named destination ports of a rule: the endpoint's own (ingress) or the peer's (egress).
+        func namedDestinationPorts(_ index: Int) -> Set<PortKey> {
+            direction == .ingress ? localNamedPorts[index] : peerNamedPorts[index].union(peerNotNamedPorts[index])
+        }
         for index in caring {
             let rule = rules[index].rule
             if let proto = rule.protocolNumber { protocols.insert(proto) }
@@ -398,7 +485,7 @@ private struct Compiler {
                 boundaries.insert(Int(range.lower))
                 boundaries.insert(Int(range.upper) + 1)
             }
-            for key in localNamedPorts[index].union(peerNamedPorts[index]).union(peerNotNamedPorts[index]) {
+            for key in namedDestinationPorts(index) {
                 boundaries.insert(Int(key.port))
                 boundaries.insert(Int(key.port) + 1)
             }
@@ -414,23 +501,15 @@ private struct Compiler {
             }
         }
         protocols = protocols.filter { (0...255).contains($0) }
-        let namedValues = caring.reduce(into: Set<PortKey>()) {
-            $0.formUnion(peerNamedPorts[$1].union(peerNotNamedPorts[$1]))
-        }
-        struct ClassKey: Hashable {
-            var members: [Int]
-            var named: PortKey?
-        }
-        var classes: [[Int]] = []
-        var tags: [PortKey?] = []
-        var classOf: [ClassKey: UInt32] = [:]
-        func classify(_ members: [Int], named: PortKey? = nil) -> UInt32 {
-            let key = ClassKey(members: members, named: named)
-            if let known = classOf[key] { return known }
-            let id = UInt32(classes.count)
-            classes.append(members)
-            tags.append(named)
-            classOf[key] = id
+        let namedValues =
+            direction == .egress ? caring.reduce(into: Set<PortKey>()) { $0.formUnion(namedDestinationPorts($1)) } : []
+        var result = PortClasses()
+        /// Per class, where it occurs: TCP or UDP (6, 17: the program reads their source ports) or
+        /// another protocol (-1: no source port).
+        var occurs: [UInt32: Set<Int>] = [:]
+        func classify(_ members: [Int], named: PortKey? = nil, proto: Int) -> UInt32 {
+            let id = result.classify(members, named: named, bySource: members.contains { namesSourcePorts[$0] })
+            occurs[id, default: []].insert(proto == 6 || proto == 17 ? proto : -1)
             return id
         }
         var entries: [PolicyTables.PortEntry] = []
@@ -439,7 +518,7 @@ private struct Compiler {
         entries.append(
             .init(
                 protocolNumber: nil, ports: nil,
-                portClass: classify(caring.filter { portMatches($0, proto: other, value: 0) })))
+                portClass: classify(caring.filter { portMatches($0, proto: other, value: 0) }, proto: other)))
         for proto in protocols.sorted() {
             let cuts = (proto == 1 ? icmpBoundaries : proto == 6 || proto == 17 ? boundaries : [0, 65536]).sorted()
             // Rules for this protocol; those with port ranges can match only inside them, so a sweep
@@ -472,7 +551,7 @@ private struct Compiler {
                 }
                 let single = PortKey(protocolNumber: proto, port: UInt16(low))
                 let named = next - low == 1 && namedValues.contains(single) ? single : nil
-                segments.append((UInt16(low)...UInt16(next - 1), classify(members, named: named)))
+                segments.append((UInt16(low)...UInt16(next - 1), classify(members, named: named, proto: proto)))
             }
             // The class covering the most ports becomes the protocol's own entry; the rest are ranges.
             var sizes: [UInt32: Int] = [:]
@@ -483,7 +562,128 @@ private struct Compiler {
                 entries.append(.init(protocolNumber: UInt8(proto), ports: range, portClass: id))
             }
         }
-        return (entries, classes, tags)
+        if result.bySource.contains(true) {
+            try refineBySourcePort(&result, occurs: occurs, caring: caring, maxCombinations: maxCombinations)
+        }
+        result.entries = entries.map { entry in
+            var entry = entry
+            if result.bySource[Int(entry.portClass)] { entry.portClass |= TCProgram.bySourcePort }
+            return entry
+        }
+        return result
+    }
+
+    /// Source ports: their classes (segments of TCP's and UDP's source ports, as for destination
+    /// ports; every other protocol has none), then for each class marked `bySource` and each
+    /// segment of a protocol it occurs in, the class of the rules that hold for both: those that
+    /// name no source port, and those the segment's source-port class holds. Adjacent segments
+    /// that refine to the same class become one, so a marked class gets entries only where the
+    /// source port changes which of its rules hold. The peer's named source ports (ingress) get a
+    /// segment of their own per (protocol, port), whose tag the refined class carries to the
+    /// verdict step.
+    private func refineBySourcePort(
+        _ result: inout PortClasses, occurs: [UInt32: Set<Int>], caring: [Int], maxCombinations: Int
+    ) throws(PolicyTableCompiler.Error) {
+        let naming = caring.filter { namesSourcePorts[$0] }
+        var boundaries: Set<Int> = [0, 65536]
+        var namedValues = Set<PortKey>()
+        for index in naming {
+            let source = rules[index].rule.source
+            for range in source.ports + source.notPorts {
+                boundaries.insert(Int(range.lower))
+                boundaries.insert(Int(range.upper) + 1)
+            }
+            // The endpoint's own named source ports (egress) are plain values here; the peer's
+            // (ingress) depend on its address.
+            let named =
+                direction == .egress ? localNamedPorts[index] : peerNamedPorts[index].union(peerNotNamedPorts[index])
+            for key in named {
+                boundaries.insert(Int(key.port))
+                boundaries.insert(Int(key.port) + 1)
+            }
+            if direction == .ingress { namedValues.formUnion(named) }
+        }
+        struct SourceClass: Hashable {
+            var members: [Int]
+            var named: PortKey?
+        }
+        var classes: [SourceClass] = []
+        var classOf: [SourceClass: Int] = [:]
+        func classify(_ members: [Int], named: PortKey?) -> Int {
+            let key = SourceClass(members: members, named: named)
+            if let known = classOf[key] { return known }
+            classes.append(key)
+            classOf[key] = classes.count - 1
+            return classes.count - 1
+        }
+        // Every protocol but TCP and UDP: no source port.
+        let portless = classify(naming.filter { sourcePortMatches($0, proto: 0, value: 0) }, named: nil)
+        let ranged = naming.filter {
+            !rules[$0].rule.source.ports.isEmpty && rules[$0].rule.source.namedPortSets.isEmpty
+        }
+        let broad = naming.filter {
+            rules[$0].rule.source.ports.isEmpty || !rules[$0].rule.source.namedPortSets.isEmpty
+        }
+        var starts: [Int: [Int]] = [:]
+        for index in ranged {
+            for range in rules[index].rule.source.ports { starts[Int(range.lower), default: []].append(index) }
+        }
+        let cuts = boundaries.sorted()
+        var segmentsOf: [Int: [(ClosedRange<UInt16>, Int)]] = [:]
+        for proto in [6, 17] {
+            var active = Set<Int>()
+            for (low, next) in zip(cuts, cuts.dropFirst()) {
+                active.formUnion(starts[low] ?? [])
+                active = active.filter { index in rules[index].rule.source.ports.contains { $0.contains(UInt16(low)) } }
+                let members = (broad + active).sorted().filter {
+                    sourcePortMatches($0, proto: proto, value: UInt16(low))
+                }
+                let single = PortKey(protocolNumber: proto, port: UInt16(low))
+                let named = next - low == 1 && namedValues.contains(single) ? single : nil
+                segmentsOf[proto, default: []].append((UInt16(low)...UInt16(next - 1), classify(members, named: named)))
+            }
+        }
+        for id in result.bySource.indices where result.bySource[id] {
+            let marked = UInt32(id) | TCProgram.bySourcePort
+            let members = result.members[id]
+            let fixed = members.filter { !namesSourcePorts[$0] }
+            let held = Set(members)
+            var refinedOf: [Int: UInt32] = [:]
+            func refined(_ sourceClass: Int) -> UInt32 {
+                if let known = refinedOf[sourceClass] { return known }
+                let kept = (fixed + classes[sourceClass].members.filter(held.contains)).sorted()
+                let tag = direction == .egress ? result.peerTags[id] : classes[sourceClass].named
+                let refined = result.classify(kept, named: tag, bySource: false)
+                refinedOf[sourceClass] = refined
+                return refined
+            }
+            result.sourceEntries.append(
+                .init(portClass: marked, protocolNumber: nil, ports: nil, refinedClass: refined(portless)))
+            for proto in [6, 17] where occurs[UInt32(id)]?.contains(proto) == true {
+                var merged: [(ClosedRange<UInt16>, UInt32)] = []
+                for (range, sourceClass) in segmentsOf[proto] ?? [] {
+                    let to = refined(sourceClass)
+                    if let last = merged.last, last.1 == to {
+                        merged[merged.count - 1].0 = last.0.lowerBound...range.upperBound
+                    } else {
+                        merged.append((range, to))
+                    }
+                }
+                var sizes: [UInt32: Int] = [:]
+                for (range, to) in merged { sizes[to, default: 0] += range.count }
+                let common = sizes.max { ($0.value, $1.key) < ($1.value, $0.key) }!.key
+                result.sourceEntries.append(
+                    .init(portClass: marked, protocolNumber: UInt8(proto), ports: nil, refinedClass: common))
+                for (range, to) in merged where to != common {
+                    result.sourceEntries.append(
+                        .init(portClass: marked, protocolNumber: UInt8(proto), ports: range, refinedClass: to))
+                }
+            }
+            if result.sourceEntries.count > maxCombinations {
+                throw .unsupported(
+                    "\(program.endpoint) \(direction): more than \(maxCombinations) port class and source-port entries")
+            }
+        }
     }
 
     // MARK: Addresses
@@ -497,9 +697,10 @@ private struct Compiler {
     /// evaluated once, as one signature, so the work grows with prefixes times signatures in reach,
     /// not prefixes times rules.
     ///
-    /// Egress named ports: each member address is a /32 of its own, and its class also records, per
-    /// rule, which (protocol, port)s the destination's named-port sets (and negated ones) give it
-    /// there (`AddressClasses.named`, `.notNamed`); the verdict step pairs them with the port class.
+    /// The peer's named ports (an egress destination's, an ingress source's): each member address is
+    /// a /32 of its own, and its class also records, per rule, which (protocol, port)s the peer's
+    /// named-port sets (and negated ones) give it there (`AddressClasses.named`, `.notNamed`); the
+    /// verdict step pairs them with the port class's tag.
     func addressClassification() -> ([PolicyTables.AddressEntry], AddressClasses) {
         struct PeerMatch: Hashable {
             var nets: [Prefix4]
@@ -521,11 +722,9 @@ private struct Compiler {
             var match = PeerMatch(
                 nets: entity.nets.compactMap(Prefix4.init), notNets: entity.notNets.compactMap(Prefix4.init),
                 ipSets: entity.ipSets, notIPSets: entity.notIPSets)
-            if direction == .egress {
-                match.namedSets = entity.namedPortSets
-                match.notNamedSets = entity.notNamedPortSets
-                match.namedOnly = !entity.namedPortSets.isEmpty && entity.ports.isEmpty
-            }
+            match.namedSets = entity.namedPortSets
+            match.notNamedSets = entity.notNamedPortSets
+            match.namedOnly = !entity.namedPortSets.isEmpty && entity.ports.isEmpty
             if let known = signatureOf[match] {
                 rulesOf[known].append(index)
             } else {
@@ -540,7 +739,7 @@ private struct Compiler {
         var signaturesUsing: [IPSetID: [Int]] = [:]
         var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
         var holdingWithoutHits: [Int] = []
-        /// Egress named-port members: address -> set -> its (protocol, port)s.
+        /// The peer's named-port members: address -> set -> its (protocol, port)s.
         var namedAt: [Prefix4: [IPSetID: Set<PortKey>]] = [:]
         var namedSignaturesUsing: [IPSetID: [Int]] = [:]
         for (signature, match) in signatures.enumerated() {
@@ -634,8 +833,8 @@ private struct Compiler {
         return (entries, classes)
     }
 
-    /// Address classes: each one's rules, and for rules with egress named ports the (protocol,
-    /// port)s the destination has in their sets (`named`) and in their negated ones (`notNamed`).
+    /// Address classes: each one's rules, and for rules with the peer's named ports the (protocol,
+    /// port)s the peer has in their sets (`named`) and in their negated ones (`notNamed`).
     struct AddressClasses {
         var members: [[Int]] = []
         var named: [[Int: Set<PortKey>]] = []

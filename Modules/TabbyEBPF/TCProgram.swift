@@ -14,6 +14,7 @@ public final class TCProgram: Sendable {
     let ports: BPFMap
     let addresses: BPFMap
     let verdicts: BPFMap
+    let sourcePorts: BPFMap
     let failsafe: BPFMap
     let conntrack: BPFMap
     let config: BPFMap
@@ -30,6 +31,7 @@ public final class TCProgram: Sendable {
         ports = try object.map("tabby_ports")
         addresses = try object.map("tabby_addrs")
         verdicts = try object.map("tabby_verdicts")
+        sourcePorts = try object.map("tabby_sports")
         failsafe = try object.map("tabby_failsafe")
         conntrack = try object.map("tabby_ct")
         config = try object.map("tabby_config")
@@ -71,6 +73,9 @@ public final class TCProgram: Sendable {
 
     /// A class id meaning "every other combination" in `setVerdict`: the program's default.
     public static let anyClass: UInt32 = 0xffff_ffff
+    /// Set in a port class (`setPortClass`): the class depends on the source port too, and the
+    /// program refines it through `setSourcePortClass` before the verdict.
+    public static let bySourcePort: UInt32 = 0x8000_0000
 
     public struct Verdict: Hashable, Sendable, CustomStringConvertible {
         public enum Action: UInt32, Hashable, Sendable {
@@ -95,6 +100,31 @@ public final class TCProgram: Sendable {
     public func setPortClass(program: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, portClass: UInt32) throws {
         for key in Self.portKeys(program: program, protocol: `protocol`, ports: ports) {
             try self.ports.update(key: key, value: native(portClass))
+        }
+    }
+
+    /// Refines `portClass` (as `setPortClass` wrote it, with `bySourcePort`) of policy program
+    /// `program`, for `protocol` (nil: every protocol) and the source ports in `ports` (nil: every
+    /// port), to `refinedClass`: the port class the verdicts name. The program reads source ports
+    /// of TCP and UDP only (any other protocol finds the `protocol: nil` entry).
+    public func setSourcePortClass(
+        program: UInt32, portClass: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?, refinedClass: UInt32
+    ) throws {
+        for key in Self.sourcePortKeys(program: program, portClass: portClass, protocol: `protocol`, ports: ports) {
+            try sourcePorts.update(key: key, value: native(refinedClass))
+        }
+    }
+
+    /// LPM keys of `tabby_sports`: prefixlen (host order), program, port class, protocol (16 bits),
+    /// source port, the last four big endian; prefix 64 is the class's catch-all, 80 a protocol.
+    static func sourcePortKeys(program: UInt32, portClass: UInt32, protocol: UInt8?, ports: ClosedRange<UInt16>?)
+        -> [[UInt8]]
+    {
+        let head = big(program) + big(portClass)
+        guard let `protocol` else { return [native(UInt32(64)) + head + [0, 0, 0, 0]] }
+        guard let ports else { return [native(UInt32(80)) + head + big(UInt16(`protocol`)) + [0, 0]] }
+        return portPrefixes(ports).map { value, bits in
+            native(UInt32(80 + bits)) + head + big(UInt16(`protocol`)) + big(value)
         }
     }
 
@@ -367,6 +397,11 @@ extension TCProgram {
             try setPortClass(
                 program: program, protocol: entry.protocolNumber, ports: entry.ports, portClass: entry.portClass)
         }
+        for entry in tables.sourcePorts {
+            try setSourcePortClass(
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports,
+                refinedClass: entry.refinedClass)
+        }
         for entry in tables.addresses {
             try setAddressClass(program: program, cidr: entry.cidr, addressClass: entry.addressClass)
         }
@@ -405,6 +440,13 @@ extension TCProgram {
                 try ports.delete(key: key)
             }
         }
+        for entry in tables.sourcePorts {
+            for key in Self.sourcePortKeys(
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports)
+            {
+                try sourcePorts.delete(key: key)
+            }
+        }
     }
 }
 
@@ -422,6 +464,13 @@ extension TCProgram {
         for entry in tables.ports {
             for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
                 entries.insert(.init(map: ports.name, key: key, value: native(entry.portClass)))
+            }
+        }
+        for entry in tables.sourcePorts {
+            for key in Self.sourcePortKeys(
+                program: program, portClass: entry.portClass, protocol: entry.protocolNumber, ports: entry.ports)
+            {
+                entries.insert(.init(map: sourcePorts.name, key: key, value: native(entry.refinedClass)))
             }
         }
         for entry in tables.addresses {
@@ -462,7 +511,9 @@ extension TCProgram {
     /// The ids of every policy program with entries in the maps.
     public func policyProgramIDs() throws -> Set<UInt32> {
         var ids = Set<UInt32>()
-        for key in try ports.keys() + addresses.keys() { ids.insert(UInt32(bigEndian: load(key, 4))) }
+        for key in try ports.keys() + sourcePorts.keys() + addresses.keys() {
+            ids.insert(UInt32(bigEndian: load(key, 4)))
+        }
         for key in try verdicts.keys() { ids.insert(load(key, 0)) }
         return ids
     }
@@ -482,8 +533,8 @@ extension TCProgram {
         let bigID = big(program)
         let nativeID = native(program)
         return [
-            (ports, { Array($0[4..<8]) == bigID }), (addresses, { Array($0[4..<8]) == bigID }),
-            (verdicts, { Array($0[0..<4]) == nativeID }),
+            (ports, { Array($0[4..<8]) == bigID }), (sourcePorts, { Array($0[4..<8]) == bigID }),
+            (addresses, { Array($0[4..<8]) == bigID }), (verdicts, { Array($0[0..<4]) == nativeID }),
         ]
     }
 }

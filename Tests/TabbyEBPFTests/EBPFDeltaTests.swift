@@ -73,8 +73,12 @@
             _ = engine.apply(Self.resources(members: ["192.0.2.1/32", "192.0.2.3/32"]).map { .upsert($0) })
             let after = try PolicyTableCompiler.compile(endpoint, direction: .ingress, in: engine.ir)
             #expect(after.differsOnlyInAddresses(from: before))
-            #expect(after.verdict(protocol: 6, port: 80, peer: IPv4Address("192.0.2.3")!).action == .allow)
-            #expect(after.verdict(protocol: 6, port: 80, peer: IPv4Address("192.0.2.2")!).action == .deny)
+            #expect(
+                after.verdict(protocol: 6, port: 80, sourcePort: 40000, peer: IPv4Address("192.0.2.3")!).action
+                    == .allow)
+            #expect(
+                after.verdict(protocol: 6, port: 80, sourcePort: 40000, peer: IPv4Address("192.0.2.2")!).action == .deny
+            )
             #expect(!before.differsOnlyInAddresses(from: before))
         }
     }

@@ -20,7 +20,9 @@
                 for _ in 0..<150 {
                     let probe = random.probe()
                     let expected = evaluator.evaluate(probe.packet(direction)).verdict
-                    let got = tables.verdict(protocol: probe.protocolNumber, port: probe.policyPort, peer: probe.peer)
+                    let got = tables.verdict(
+                        protocol: probe.protocolNumber, port: probe.policyPort, sourcePort: probe.sourcePort,
+                        peer: probe.peer)
                     #expect(
                         (got.action == .allow) == (expected == .allow),
                         "seed \(seed) \(direction) \(probe): tables \(got), evaluator \(expected)")
@@ -57,13 +59,19 @@
                 egress: [], profiles: ["kns.x"])
             let tables = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
             // 10/8 passes the security tier; TCP is then allowed by the default tier; UDP meets its default deny.
-            #expect(tables.verdict(protocol: 6, port: 80, peer: IPv4Address("10.1.1.1")!).action == .allow)
-            #expect(tables.verdict(protocol: 17, port: 80, peer: IPv4Address("10.1.1.1")!).action == .deny)
+            #expect(
+                tables.verdict(protocol: 6, port: 80, sourcePort: 40000, peer: IPv4Address("10.1.1.1")!).action
+                    == .allow)
+            #expect(
+                tables.verdict(protocol: 17, port: 80, sourcePort: 40000, peer: IPv4Address("10.1.1.1")!).action
+                    == .deny)
             // Port 81 is denied in the first tier, before any Pass.
-            #expect(tables.verdict(protocol: 6, port: 81, peer: IPv4Address("10.1.1.1")!).action == .deny)
+            #expect(
+                tables.verdict(protocol: 6, port: 81, sourcePort: 40000, peer: IPv4Address("10.1.1.1")!).action == .deny
+            )
             // Outside 10/8 the security tier's default denies.
             #expect(
-                tables.verdict(protocol: 6, port: 80, peer: IPv4Address("192.0.2.1")!)
+                tables.verdict(protocol: 6, port: 80, sourcePort: 40000, peer: IPv4Address("192.0.2.1")!)
                     == .init(.deny, rule: 0x8000_0000))
             // Egress: no tiers, the profile has no egress rules: no profile matched.
             let egress = try PolicyTableCompiler.compile(program, direction: .egress, in: ir)
@@ -91,24 +99,113 @@
             let tables = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
             #expect(tables.verdicts.count == 10_000)
             #expect(tables.addresses.count == 10_001)
-            #expect(tables.verdict(protocol: 6, port: 1007, peer: IPv4Address(0x0B00_0000 + 507)).action == .allow)
-            #expect(tables.verdict(protocol: 6, port: 1008, peer: IPv4Address(0x0B00_0000 + 507)).action == .deny)
+            #expect(
+                tables.verdict(protocol: 6, port: 1007, sourcePort: 40000, peer: IPv4Address(0x0B00_0000 + 507)).action
+                    == .allow)
+            #expect(
+                tables.verdict(protocol: 6, port: 1008, sourcePort: 40000, peer: IPv4Address(0x0B00_0000 + 507)).action
+                    == .deny)
         }
 
         @Test func unsupportedMatchesAreNamed() {
+            // The endpoint has two IPv4 addresses and the rule holds for one of them only.
             var rule = CompiledRule(action: .allow)
-            rule.protocolNumber = 6
-            rule.source.ports = [PortRange(1, 1023)]
+            rule.destination.nets = [CIDR("10.65.0.2/32")!]
             let id = PolicyID(namespace: "x", name: "p")
             var ir = PolicyIR()
             ir.policies[id] = PolicyProgram(id: id, tier: "default", order: 1, ingress: [rule], egress: [])
             let program = EndpointProgram(
-                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress, IPAddress("10.65.0.3")!],
                 ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], egress: [],
                 profiles: [])
-            #expect(throws: PolicyTableCompiler.Error.unsupported("x/p ingress 0: source ports of the peer")) {
+            #expect(
+                throws: PolicyTableCompiler.Error.unsupported(
+                    "x/p ingress 0: rules that tell the endpoint's IPv4 addresses apart")
+            ) {
                 try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
             }
+        }
+
+        /// Named source ports: the peer's (ingress) hold only where the peer has that port, the
+        /// endpoint's own (egress) are its ports.
+        @Test func namedSourcePortsAreThePortsOfTheirOwner() throws {
+            var named = IPSet(
+                definition: IPSetDefinition(selector: try! Selector.parse("all()")),
+                members: [
+                    .addressPort(IPAddress("10.1.2.3")!, protocolNumber: 6, port: 80),
+                    .addressPort(IPAddress("10.1.2.4")!, protocolNumber: 6, port: 1500),
+                    .addressPort(Self.endpointAddress, protocolNumber: 6, port: 8080),
+                ])
+            named.id = IPSetID(rawValue: "p:web")
+            var fromNamed = CompiledRule(action: .allow)
+            fromNamed.protocolNumber = 6
+            fromNamed.source.namedPortSets = [named.id]
+            var notFromNamed = CompiledRule(action: .allow)
+            notFromNamed.protocolNumber = 17
+            notFromNamed.source.notNamedPortSets = [named.id]
+            let id = PolicyID(namespace: "x", name: "p")
+            var ir = PolicyIR()
+            ir.ipSets[named.id] = named
+            ir.policies[id] = PolicyProgram(
+                id: id, tier: "default", order: 1, ingress: [fromNamed], egress: [fromNamed, notFromNamed])
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])],
+                egress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], profiles: [])
+            let ingress = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
+            let (a, b) = (IPv4Address("10.1.2.3")!, IPv4Address("10.1.2.4")!)
+            #expect(ingress.verdict(protocol: 6, port: 443, sourcePort: 80, peer: a).action == .allow)
+            #expect(ingress.verdict(protocol: 6, port: 443, sourcePort: 1500, peer: a).action == .deny)
+            #expect(ingress.verdict(protocol: 6, port: 443, sourcePort: 1500, peer: b).action == .allow)
+            #expect(ingress.verdict(protocol: 6, port: 443, sourcePort: 80, peer: b).action == .deny)
+            #expect(ingress.verdict(protocol: 6, port: 443, sourcePort: 8080, peer: a).action == .deny)
+            let egress = try PolicyTableCompiler.compile(program, direction: .egress, in: ir)
+            #expect(egress.verdict(protocol: 6, port: 443, sourcePort: 8080, peer: a).action == .allow)
+            #expect(egress.verdict(protocol: 6, port: 443, sourcePort: 80, peer: a).action == .deny)
+            #expect(egress.verdict(protocol: 17, port: 443, sourcePort: 8080, peer: a).action == .allow)
+        }
+
+        /// The peer's source ports on ingress, the endpoint's own on egress: only the port classes of
+        /// rules that name them are refined, and a program without them has no source-port tables.
+        @Test func sourcePortsRefineOnlyTheClassesThatNeedThem() throws {
+            var fromHighPorts = CompiledRule(action: .allow)
+            fromHighPorts.protocolNumber = 6
+            fromHighPorts.destination.ports = [PortRange(80, 80)]
+            fromHighPorts.source.ports = [PortRange(1024, 65535)]
+            var notFromDNS = CompiledRule(action: .allow)
+            notFromDNS.protocolNumber = 17
+            notFromDNS.source.notPorts = [PortRange(53, 53)]
+            var web = CompiledRule(action: .allow)
+            web.protocolNumber = 6
+            web.destination.ports = [PortRange(443, 443)]
+            let id = PolicyID(namespace: "x", name: "p")
+            var ir = PolicyIR()
+            ir.policies[id] = PolicyProgram(
+                id: id, tier: "default", order: 1, ingress: [fromHighPorts, notFromDNS, web], egress: [web])
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress],
+                ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])],
+                egress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], profiles: [])
+            let tables = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir)
+            let peer = IPv4Address("192.0.2.1")!
+            #expect(tables.verdict(protocol: 6, port: 80, sourcePort: 40000, peer: peer).action == .allow)
+            #expect(tables.verdict(protocol: 6, port: 80, sourcePort: 1023, peer: peer).action == .deny)
+            #expect(tables.verdict(protocol: 6, port: 443, sourcePort: 53, peer: peer).action == .allow)
+            #expect(tables.verdict(protocol: 17, port: 5000, sourcePort: 53, peer: peer).action == .deny)
+            #expect(tables.verdict(protocol: 17, port: 5000, sourcePort: 54, peer: peer).action == .allow)
+            // Port 443's class (and every class without those rules) skips the source port.
+            let refined = tables.ports.filter { $0.portClass & TCProgram.bySourcePort != 0 }
+            #expect(!refined.isEmpty && refined.count < tables.ports.count)
+            #expect(
+                tables.ports.contains { $0.protocolNumber == 6 && $0.ports == 443...443 }
+                    && tables.ports.filter { $0.protocolNumber == 6 && $0.ports == 443...443 }
+                        .allSatisfy { $0.portClass & TCProgram.bySourcePort == 0 }
+            )
+            // Verdicts name only final classes.
+            #expect(tables.verdicts.allSatisfy { $0.portClass & TCProgram.bySourcePort == 0 })
+            let egress = try PolicyTableCompiler.compile(program, direction: .egress, in: ir)
+            #expect(egress.sourcePorts.isEmpty)
+            #expect(egress.ports.allSatisfy { $0.portClass & TCProgram.bySourcePort == 0 })
         }
     }
 
@@ -141,6 +238,9 @@
         static let ports: [UInt16] = [53, 79, 80, 81, 443, 1000, 1500, 2000, 2001, 8080]
         static let ranges = [(80, 80), (81, 81), (1000, 2000), (53, 80), (443, 443), (8080, 8080)]
             .map { PortRange(UInt16($0.0), UInt16($0.1)) }
+        static let sourceRanges = [(1024, 65535), (53, 53), (80, 81), (1000, 2000), (40000, 40000), (8080, 8080)]
+            .map { PortRange(UInt16($0.0), UInt16($0.1)) }
+        static let sourcePorts: [UInt16] = [53, 80, 81, 1000, 1500, 2001, 8080, 40000, 50000]
 
         mutating func ir() -> PolicyIR {
             var ir = PolicyIR()
@@ -243,6 +343,16 @@
                 rule.destination.ipSets = peer.ipSets
                 rule.destination.notIPSets = peer.notIPSets
             }
+            // Source ports: the peer's on ingress (its named ports a relation with its address),
+            // the endpoint's own on egress (its named ports decided at compile time). Mostly on
+            // TCP and UDP rules, as Calico requires, sometimes on rules of any protocol.
+            if rule.protocolNumber == 6 || rule.protocolNumber == 17 || next(6) == 0 {
+                if next(3) == 0 { rule.source.ports = (0..<(1 + next(2))).map { _ in pick(Self.sourceRanges) } }
+                if next(4) == 0 { rule.source.notPorts = [pick(Self.sourceRanges)] }
+                let named = IPSetID(rawValue: direction == .ingress ? "p:1" : "p:0")
+                if next(4) == 0 { rule.source.namedPortSets = [named] }
+                if next(6) == 0 { rule.source.notNamedPortSets = [named] }
+            }
             return rule
         }
 
@@ -250,6 +360,7 @@
             var peer: IPv4Address
             var protocolNumber: UInt8
             var port: UInt16
+            var sourcePort: UInt16
             var icmpType: Int
             var icmpCode: Int
 
@@ -268,18 +379,20 @@
                 let ports = protocolNumber == 6 || protocolNumber == 17
                 return Packet(
                     from: direction == .ingress ? peer : endpoint, to: direction == .ingress ? endpoint : peer,
-                    protocol: .number(Int(protocolNumber)), sourcePort: ports ? 40000 : nil,
+                    protocol: .number(Int(protocolNumber)), sourcePort: ports ? sourcePort : nil,
                     destinationPort: ports ? port : nil, icmpType: protocolNumber == 1 ? icmpType : nil,
                     icmpCode: protocolNumber == 1 ? icmpCode : nil)
             }
 
-            var description: String { "\(peer) proto \(protocolNumber) port \(port) icmp \(icmpType)/\(icmpCode)" }
+            var description: String {
+                "\(peer) proto \(protocolNumber) port \(port) from port \(sourcePort) icmp \(icmpType)/\(icmpCode)"
+            }
         }
 
         mutating func probe() -> Probe {
             Probe(
                 peer: pick(Self.peers), protocolNumber: pick([6, 6, 17, 17, 1, 47]), port: pick(Self.ports),
-                icmpType: pick([0, 3, 8]), icmpCode: pick([0, 1]))
+                sourcePort: pick(Self.sourcePorts), icmpType: pick([0, 3, 8]), icmpCode: pick([0, 1]))
         }
     }
 #endif

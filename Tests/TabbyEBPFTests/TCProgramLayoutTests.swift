@@ -62,6 +62,29 @@
             #expect(TCProgram.portKeys(program: 1, protocol: 1, ports: 0x0800...0x0800)[0].suffix(2) == [8, 0])
         }
 
+        @Test func sourcePortKeyLayout() {
+            // A port class refined by the source port carries the top bit (TABBY_CLASS_BY_SPORT).
+            #expect(TCProgram.bySourcePort == 0x8000_0000)
+            // prefixlen (host order) | program | port class | protocol (16 bits) | source port, all big endian
+            #expect(
+                TCProgram.sourcePortKeys(program: 0x0102_0304, portClass: 0x8000_0005, protocol: 6, ports: 80...80) == [
+                    [96, 0, 0, 0, 1, 2, 3, 4, 0x80, 0, 0, 5, 0, 6, 0, 80]
+                ])
+            #expect(
+                TCProgram.sourcePortKeys(program: 7, portClass: 0x8000_0001, protocol: 17, ports: nil) == [
+                    [80, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0, 1, 0, 17, 0, 0]
+                ])
+            #expect(
+                TCProgram.sourcePortKeys(program: 7, portClass: 0x8000_0001, protocol: nil, ports: nil) == [
+                    [64, 0, 0, 0, 0, 0, 0, 7, 0x80, 0, 0, 1, 0, 0, 0, 0]
+                ])
+            // 1024-65535 as six prefixes of the source port
+            #expect(
+                TCProgram.sourcePortKeys(program: 7, portClass: 0x8000_0001, protocol: 6, ports: 1024...65535).map {
+                    $0[0]
+                } == [86, 85, 84, 83, 82, 81])
+        }
+
         @Test func addressKeyLayout() throws {
             #expect(
                 try TCProgram.addressKey(program: 9, cidr: CIDR("10.1.2.0/24")!) == [

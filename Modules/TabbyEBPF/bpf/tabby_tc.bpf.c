@@ -15,7 +15,9 @@
 //   tabby_addrs    LPM (program, peer address)                        -> address class
 //   tabby_verdicts hash (program, port class, address class)          -> action, rule
 // A verdict key not present falls back to (program, ANY, ANY), the program's default; a program
-// with no entries at all drops.
+// with no entries at all drops. Source ports are a further dimension, paid only where a rule names
+// them: a port class with TABBY_CLASS_BY_SPORT set is refined by one more lookup (see
+// "Source ports" below) into the port class the verdict table knows.
 //
 // Built CO-RE against the running kernel's types: vmlinux.h is written from /sys/kernel/btf/vmlinux
 // at build time (Plugins/BPFCompiler), and its structs carry preserve_access_index, so every field
@@ -114,6 +116,22 @@ struct tabby_verdict {
     __u32 rule;   // an id user space maps back to tier/policy/rule, for counters and tracing
 };
 
+// Source ports (the peer's on ingress, the endpoint's own on egress). A port class from tabby_ports
+// with this bit set depends on the source port too: tabby_sports maps (program, that class,
+// protocol, source port) to the final port class, in one LPM lookup (the (class, class) -> class
+// reduction folded into the trie: each marked class has its own source-port segments). TCP and UDP
+// only; every other protocol finds the class's catch-all (64-bit prefix). Classes without the bit
+// skip the lookup, so programs without source-port rules pay a bit test.
+#define TABBY_CLASS_BY_SPORT 0x80000000u
+
+struct tabby_sport_key {
+    __u32 prefixlen;  // 64: program + class; 80: + protocol; 80 + n: n bits of source port
+    __u32 program;    // big endian
+    __u32 port_class; // big endian, with TABBY_CLASS_BY_SPORT, as tabby_ports holds it
+    __u16 protocol;   // big endian (IP protocol number)
+    __u16 port;       // big endian: source port
+};
+
 struct tabby_failsafe_key {
     __u8 direction; // POLICY_INGRESS (to the host) or POLICY_EGRESS (from the host)
     __u8 protocol;
@@ -188,6 +206,16 @@ struct {
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } tabby_verdicts SEC(".maps");
+
+// Source ports: see TABBY_CLASS_BY_SPORT.
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, 1048576);
+    __type(key, struct tabby_sport_key);
+    __type(value, __u32);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_sports SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -356,7 +384,27 @@ static __always_inline void ct_create(struct tabby_ct_key *key, int source_is_b,
     bpf_map_update_elem(&tabby_ct, key, &v, BPF_ANY);
 }
 
-// The policy verdict for a new flow: three lookups whatever the number of rules.
+// Refines a port class marked TABBY_CLASS_BY_SPORT by the packet's source port; returns 0 when the
+// program's tables lack the entry (then the packet drops, as for a program without tables).
+static __always_inline int refine_by_sport(__u32 program, const struct packet *p, __u32 *port_class)
+{
+    int has_ports = p->protocol == IPPROTO_TCP || p->protocol == IPPROTO_UDP;
+    struct tabby_sport_key sk = {
+        .prefixlen = 96,
+        .program = bpf_htonl(program),
+        .port_class = bpf_htonl(*port_class),
+        .protocol = bpf_htons(p->protocol),
+        .port = has_ports ? p->sport : 0, // already network order; ICMP's echo id is no port
+    };
+    __u32 *refined = bpf_map_lookup_elem(&tabby_sports, &sk);
+    if (!refined)
+        return 0;
+    *port_class = *refined;
+    return 1;
+}
+
+// The policy verdict for a new flow: three lookups whatever the number of rules (four where the
+// destination port's class depends on the source port).
 static __always_inline int policy_allows(__u32 program, const struct packet *p, __u32 peer, __u32 *counter)
 {
     struct tabby_port_key pk = {
@@ -365,14 +413,19 @@ static __always_inline int policy_allows(__u32 program, const struct packet *p, 
         .protocol = bpf_htons(p->protocol),
         .port = bpf_htons(p->policy_port),
     };
-    __u32 *port_class = bpf_map_lookup_elem(&tabby_ports, &pk);
+    __u32 *port_entry = bpf_map_lookup_elem(&tabby_ports, &pk);
     struct tabby_addr_key ak = {.prefixlen = 64, .program = bpf_htonl(program), .addr = peer};
     __u32 *addr_class = bpf_map_lookup_elem(&tabby_addrs, &ak);
-    if (!port_class || !addr_class) {
+    if (!port_entry || !addr_class) {
         *counter = CNT_NO_PROGRAM;
         return 0;
     }
-    struct tabby_verdict_key vk = {.program = program, .port_class = *port_class, .addr_class = *addr_class};
+    __u32 port_class = *port_entry;
+    if ((port_class & TABBY_CLASS_BY_SPORT) && !refine_by_sport(program, p, &port_class)) {
+        *counter = CNT_NO_PROGRAM;
+        return 0;
+    }
+    struct tabby_verdict_key vk = {.program = program, .port_class = port_class, .addr_class = *addr_class};
     struct tabby_verdict *v = bpf_map_lookup_elem(&tabby_verdicts, &vk);
     if (!v) {
         vk.port_class = TABBY_CLASS_ANY;
