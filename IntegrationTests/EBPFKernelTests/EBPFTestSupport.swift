@@ -12,21 +12,12 @@
     /// checks only, never what is under test.
     @discardableResult
     func run(_ arguments: [String], check: Bool = true) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        if check && process.terminationStatus != 0 {
-            throw ShellError(
-                description: "\(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        let result = try Command.run(arguments)
+        let text = result.stdout + result.stderr
+        if check && result.status != 0 {
+            throw ShellError(description: "\(arguments.joined(separator: " ")) exited \(result.status): \(text)")
         }
-        return (process.terminationStatus, text)
+        return (result.status, text)
     }
 
     struct ShellError: Error, CustomStringConvertible {

@@ -29,16 +29,8 @@ func withNamespaceFD<T>(_ path: String, _ body: (Int32) throws -> T) throws -> T
 
 /// Runs `command` inside the namespace at `path` with nsenter; returns the exit status and output.
 func runInNamespace(_ path: String, _ command: [String]) throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-    process.arguments = ["--net=\(path)"] + command
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    let result = try Command.run(["/usr/bin/nsenter", "--net=\(path)"] + command)
+    return (result.status, result.stdout + result.stderr)
 }
 
 /// The link called `name`, or a test failure.

@@ -1,24 +1,13 @@
 import Foundation
 import Glibc
+import TabbyCore
 
 /// Runs a program and returns its exit status and output. Used only for setup (`ip`) and for
 /// independent verification (`nft -j`), never for programming nftables under test.
 @discardableResult
 func run(_ arguments: [String], check: Bool = true) throws -> (status: Int32, output: String, error: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    let outData = output.fileHandleForReading.readDataToEndOfFile()
-    let errData = error.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let result = (
-        process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self)
-    )
+    let ran = try Command.run(arguments)
+    let result = (ran.status, ran.stdout, ran.stderr)
     if check && result.0 != 0 {
         throw ShellError(command: arguments.joined(separator: " "), status: result.0, error: result.2)
     }

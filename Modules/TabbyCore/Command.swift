@@ -29,8 +29,8 @@ public enum Command {
         public init(_ description: String) { self.description = description }
     }
 
-    /// Runs `command` (`command[0]` an absolute path) to its end, writing `input` to its stdin;
-    /// `environment` replaces ours when given.
+    /// Runs `command` to its end, writing `input` to its stdin; `command[0]` is a path, or a name
+    /// looked up in `PATH`. `environment` replaces ours when given.
     public static func run(_ command: [String], environment: [String: String]? = nil, input: String = "")
         throws(Failure) -> Result
     {
@@ -121,11 +121,13 @@ public enum Command {
         var variables = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
         defer { for variable in variables ?? [] { free(variable) } }
         var pid: pid_t = 0
+        // A bare name is looked up in PATH, as a shell would.
+        let spawner = command[0].contains("/") ? posix_spawn : posix_spawnp
         let code: Int32
         if variables != nil {
-            code = posix_spawn(&pid, command[0], &actions, attributes, arguments, &variables!)
+            code = spawner(&pid, command[0], &actions, attributes, arguments, &variables!)
         } else {
-            code = posix_spawn(&pid, command[0], &actions, attributes, arguments, environ)
+            code = spawner(&pid, command[0], &actions, attributes, arguments, environ)
         }
         return code == 0 ? .success(pid) : .failure(code)
     }

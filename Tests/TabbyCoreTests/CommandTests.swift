@@ -10,6 +10,7 @@ struct CommandTests {
         #expect(echo == Command.Result(status: 3, stdout: "out\n", stderr: "err\n"))
         let env = try Command.run(["/usr/bin/env"], environment: ["TABBY_X": "1"])
         #expect(env.stdout == "TABBY_X=1\n")
+        #expect(try Command.run(["echo", "found in PATH"]).stdout == "found in PATH\n")
         let killed = try Command.run(["/bin/sh", "-c", "kill -9 $$"])
         #expect(killed.status == 128 + 9)
     }
