@@ -326,6 +326,115 @@
             #expect(try restarted.program.endpointEntries().isEmpty)
         }
 
+        /// The programs attached to a veth between the node's namespace and a pod's, policing real
+        /// IPv6: TCP to the pod's 8080 connects and to 8081 does not (ingress allows 8080 only); the
+        /// pod's own connection out and its ping get their replies by conntrack; neighbour
+        /// discovery between the two passes (without it nothing would).
+        @Test func attachedProgramsPoliceRealIPv6Traffic() throws {
+            let fixture = try EBPFFixture("v6real")
+            var sockets: [Int32] = []
+            defer {
+                for fd in sockets { close(fd) }
+                fixture.tearDown()
+            }
+            let pod = try fixture.addNamespace("pod")
+            let tc = try TCProgram(pinRoot: fixture.pinRoot)
+            try fixture.ip("link add tabw0 type veth peer name eth0 netns \(pod.name)")
+            try fixture.ip("-6 addr add fd65::1/64 dev tabw0 nodad")
+            try fixture.ip("link set tabw0 up")
+            try run(["ip", "-n", pod.name, "-6", "addr", "add", "fd65::2/64", "dev", "eth0", "nodad"])
+            try run(["ip", "-n", pod.name, "link", "set", "eth0", "up"])
+            let ifindex = try fixture.ifindex("tabw0")
+            // Ingress (to the pod): TCP 8080 only; egress: everything; IPv4: no tables.
+            try tc.setPortClass(program: 3, protocol: nil, ports: nil, portClass: 0)
+            try tc.setPortClass(program: 3, protocol: 6, ports: 8080...8080, portClass: 1)
+            try tc.setAddressClass(program: 3, cidr: CIDR("::/0")!, addressClass: 0)
+            try tc.setVerdict(program: 3, portClass: 1, addressClass: 0, .init(.allow, rule: 1))
+            try tc.setVerdict(program: 3, portClass: TCProgram.anyClass, addressClass: TCProgram.anyClass, .init(.deny))
+            try tc.allowAll(program: 4, family: .v6)
+            try tc.setEndpoint(
+                ifindex: ifindex, .init(ingressProgram: 0, egressProgram: 0, ingress6Program: 3, egress6Program: 4))
+            for hook in TrafficControl.Hook.allCases {
+                try TrafficControl.attach(
+                    hook == .ingress ? tc.ingress : tc.egress, to: "tabw0", hook: hook, namespace: fixture.namespacePath
+                )
+            }
+            defer {
+                for hook in TrafficControl.Hook.allCases {
+                    try? TrafficControl.detach(from: "tabw0", hook: hook, namespace: fixture.namespacePath)
+                }
+            }
+            for port: UInt16 in [8080, 8081] { sockets.append(try Self.listen6(in: pod.path, port)) }
+            sockets.append(try Self.listen6(in: fixture.namespacePath, 9000))
+            #expect(try Self.connects6(from: fixture.namespacePath, to: "fd65::2", 8080))
+            #expect(try !Self.connects6(from: fixture.namespacePath, to: "fd65::2", 8081))
+            // The pod's connection out: its SYN-ACK (to the pod's ephemeral port) passes by conntrack.
+            #expect(try Self.connects6(from: pod.path, to: "fd65::1", 9000))
+            let ping = try run(
+                ["nsenter", "--net=\(pod.path)", "ping", "-6", "-c", "1", "-W", "1", "fd65::1"], check: false)
+            #expect(ping.status == 0, "\(ping.output)")
+            let counters = try tc.counters()
+            #expect(counters[.nonIP, default: 0] >= 2, "neighbour discovery: \(counters)")
+            #expect(counters[.conntrackHit, default: 0] >= 2)
+            #expect(counters[.policyDeny, default: 0] >= 1)
+        }
+
+        /// A listening TCP socket on [::]:`port` in namespace `path` (the kernel completes handshakes
+        /// into the backlog; never accepted). The caller closes it.
+        static func listen6(in path: String, _ port: UInt16) throws -> Int32 {
+            try NetworkNamespace.run(path: path) { () throws -> Int32 in
+                let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+                var one: Int32 = 1
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+                var address = socketAddress6("::", port)
+                let bound = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+                guard bound == 0, Glibc.listen(fd, 64) == 0 else {
+                    let error = errno
+                    close(fd)
+                    throw ShellError(description: "listen [::]:\(port): errno \(error)")
+                }
+                return fd
+            }
+        }
+
+        /// Whether a TCP connection from namespace `path` to `[address]:port` completes in `timeout` ms.
+        static func connects6(from path: String, to address: String, _ port: UInt16, timeout: Int32 = 1500) throws
+            -> Bool
+        {
+            try NetworkNamespace.run(path: path) { () -> Bool in
+                let fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+                defer { close(fd) }
+                var target = socketAddress6(address, port)
+                let started = withUnsafePointer(to: &target) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                    }
+                }
+                if started == 0 { return true }
+                guard errno == EINPROGRESS else { return false }
+                var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                guard poll(&poller, 1, timeout) == 1 else { return false }
+                var error: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                return error == 0
+            }
+        }
+
+        static func socketAddress6(_ address: String, _ port: UInt16) -> sockaddr_in6 {
+            var result = sockaddr_in6()
+            result.sin6_family = sa_family_t(AF_INET6)
+            result.sin6_port = port.bigEndian
+            withUnsafeMutableBytes(of: &result.sin6_addr) { bytes in
+                for (index, byte) in IPv6Address(address)!.bytes.enumerated() { bytes[index] = byte }
+            }
+            return result
+        }
+
         /// The program's time per new flow (BPF_PROG_TEST_RUN, best of five rounds of 200,000 runs),
         /// IPv4 and IPv6, denied by a program with tables. Printed for docs/dataplanes.md.
         @Test func costPerPacketByFamily() throws {
