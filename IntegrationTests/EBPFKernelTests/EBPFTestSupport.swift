@@ -189,6 +189,16 @@
             ipv6(source, destination, nextHeader: 58, payload: [type, code, 0, 0] + Packet.bytes(id) + [0, 1])
         }
 
+        /// An ICMPv6 error (`type`/`code`) from `source` to `destination` about `frame` (a frame built
+        /// here without extension headers): its IPv6 header and first 8 bytes of payload.
+        static func icmpError(
+            _ source: String, _ destination: String, type: UInt8, code: UInt8 = 0, about frame: [UInt8]
+        )
+            -> [UInt8]
+        {
+            ipv6(source, destination, nextHeader: 58, payload: [type, code, 0, 0, 0, 0, 5, 0] + frame[14..<(14 + 48)])
+        }
+
         static func ipv6(
             _ source: String, _ destination: String, nextHeader: UInt8, payload: [UInt8], extensions: [Extension] = []
         ) -> [UInt8] {

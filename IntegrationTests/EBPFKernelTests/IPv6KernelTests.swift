@@ -214,6 +214,28 @@
             #expect(
                 try fixture.test(tc.egress, Packet6.tcp(peer, 443, Self.pod6, 41000, .ack), ifindex: noV6)
                     == tcActionShot)
+            // ICMPv6 errors about the live TCP flow pass as related (packet too big from a router on
+            // the way, unreachable from the peer); about another flow, or informational, they meet
+            // the ingress policy (deny all).
+            let flow = Packet6.tcp(Self.pod6, 41000, peer, 443, .syn)
+            let other = Packet6.tcp(Self.pod6, 41999, peer, 443, .syn)
+            #expect(
+                try fixture.test(
+                    tc.egress, Packet6.icmpError("fd00:9::1", Self.pod6, type: 2, about: flow), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(
+                    tc.egress, Packet6.icmpError(peer, Self.pod6, type: 1, code: 4, about: flow), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(
+                try fixture.test(
+                    tc.egress, Packet6.icmpError("fd00:9::1", Self.pod6, type: 2, about: other), ifindex: ifindex)
+                    == tcActionShot)
+            #expect(
+                try fixture.test(
+                    tc.egress, Packet6.icmpError(peer, Self.pod6, type: 200, about: flow), ifindex: ifindex)
+                    == tcActionShot)
+            #expect(try tc.counters()[.conntrackRelated] == 2)
             let flows = try tc.conntrackEntries().filter { $0.addressA.family == .v6 }
             #expect(Set(flows.compactMap(\.state)) == [.icmp, .tcpEstablished])
             // The IPv4 map is untouched by IPv6 flows.

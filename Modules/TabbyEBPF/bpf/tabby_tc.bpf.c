@@ -757,7 +757,9 @@ static __always_inline int overlay_peer(int direction, const struct packet *p)
 // Parses the IPv6 header, up to IPV6_MAX_EXTENSIONS extension headers (hop-by-hop, routing,
 // destination options, fragment) and TCP/UDP/ICMPv6. Returns 0 to police, 1 to pass (neighbour
 // discovery), -1 to drop (non-first fragments, more extension headers than that, truncated headers).
-static __always_inline int parse6(struct __sk_buff *skb, struct packet *p, struct addresses6 *a, __u32 *counter)
+// *l4_offset: where the transport header starts (from skb->data), for icmp6_error_related.
+static __always_inline int parse6(struct __sk_buff *skb, struct packet *p, struct addresses6 *a, __u32 *l4_offset,
+                                  __u32 *counter)
 {
     void *data = (void *)(long)skb->data;
     void *end = (void *)(long)skb->data_end;
@@ -796,6 +798,7 @@ static __always_inline int parse6(struct __sk_buff *skb, struct packet *p, struc
         return -1;
     }
     p->protocol = next;
+    *l4_offset = (void *)cursor - data;
     switch (next) {
     case IPPROTO_TCP:
     case IPPROTO_UDP:
@@ -829,6 +832,55 @@ static __always_inline int parse6(struct __sk_buff *skb, struct packet *p, struc
     return 0;
 }
 
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4 // 1-4: destination unreachable, packet too big, time exceeded, parameter problem
+
+// An ICMPv6 error (types 1-4) quotes the IPv6 header and the start of the packet it is about (at
+// offset 8 of the ICMPv6 header). Returns 1 when that packet's flow has a live entry in tabby_ct6 on
+// this interface: the error is "related" and passes without policy, as icmp_error_related does for
+// IPv4 (path MTU discovery needs packet too big). Only a quoted packet without extension headers is
+// recognised; nothing is refreshed. A global function, verified once on its own: inlined, its paths
+// multiplied with handle6's past the verifier's budget.
+__attribute__((noinline)) int icmp6_error_related(struct __sk_buff *skb, __u32 l4_offset, __u32 ifindex, __u64 now)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    if (l4_offset > 2048) // beyond what parse6 can reach; a bound for the verifier
+        return 0;
+    __u8 *icmp = data + l4_offset;
+    if ((void *)(icmp + 8) > end)
+        return 0;
+    if (icmp[0] < ICMPV6_DEST_UNREACH || icmp[0] > ICMPV6_PARAMPROB)
+        return 0;
+    struct ipv6hdr *inner = (void *)(icmp + 8);
+    if ((void *)(inner + 1) > end)
+        return 0;
+    __u8 *ports = (void *)(inner + 1);
+    if ((void *)(ports + 8) > end)
+        return 0;
+    struct packet flow = {.protocol = inner->nexthdr};
+    struct addresses6 a = {.saddr = inner->saddr, .daddr = inner->daddr};
+    switch (inner->nexthdr) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        flow.sport = *(__u16 *)ports;
+        flow.dport = *(__u16 *)(ports + 2);
+        break;
+    case IPPROTO_ICMPV6: // an echo: tracked by its identifier (bytes 4-5 of the ICMPv6 header)
+        if (ports[0] != ICMPV6_ECHO_REQUEST && ports[0] != ICMPV6_ECHO_REPLY)
+            return 0;
+        flow.sport = *(__u16 *)(ports + 4);
+        flow.dport = flow.sport;
+        break;
+    default:
+        return 0;
+    }
+    struct tabby_ct6_key key = {};
+    ct6_key(&key, ifindex, &flow, &a);
+    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct6, &key);
+    return v && now - v->last_seen <= ct_timeout(v->state);
+}
+
 static __always_inline int handle6(struct __sk_buff *skb, int hook, const struct tabby_endpoint *ep, __u32 ifindex)
 {
     // Host endpoints know the host's IPv4 addresses only (tabby_host_addrs): IPv6 on a host
@@ -837,8 +889,8 @@ static __always_inline int handle6(struct __sk_buff *skb, int hook, const struct
         return verdict(TC_ACT_SHOT, CNT_UNSUPPORTED);
     struct packet p = {};
     struct addresses6 a = {};
-    __u32 counter = 0;
-    int parsed = parse6(skb, &p, &a, &counter);
+    __u32 counter = 0, l4_offset = 0;
+    int parsed = parse6(skb, &p, &a, &l4_offset, &counter);
     if (parsed < 0)
         return verdict(TC_ACT_SHOT, counter);
     if (parsed > 0)
@@ -854,6 +906,8 @@ static __always_inline int handle6(struct __sk_buff *skb, int hook, const struct
     int source_is_b = ct6_key(&key, ifindex, &p, &a);
     if (tracked && ct_pass(&tabby_ct6, &key, source_is_b, &p, now))
         return verdict(TC_ACT_OK, CNT_CT_HIT);
+    if (!tracked && icmp6_error_related(skb, l4_offset, ifindex, now))
+        return verdict(TC_ACT_OK, CNT_CT_RELATED);
 
     __u32 program = direction == POLICY_INGRESS ? ep->ingress6_program : ep->egress6_program;
     struct tabby_addr6_key ak = {
