@@ -46,9 +46,9 @@
             let pinned = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot).sorted()
             #expect(
                 pinned == [
-                    "programs", "tabby_addrs", "tabby_config", "tabby_counters", "tabby_ct", "tabby_endpoints",
-                    "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers", "tabby_ports", "tabby_sports",
-                    "tabby_verdicts",
+                    "programs", "tabby_addrs", "tabby_addrs6", "tabby_config", "tabby_counters", "tabby_ct",
+                    "tabby_ct6", "tabby_endpoints", "tabby_failsafe", "tabby_host_addrs", "tabby_overlay_peers",
+                    "tabby_ports", "tabby_sports", "tabby_verdicts",
                 ])
             let programs = try FileManager.default.contentsOfDirectory(atPath: fixture.pinRoot + "/programs").sorted()
             #expect(programs == ["tabby_tc_egress", "tabby_tc_ingress"])
@@ -318,7 +318,9 @@
             defer { fixture.tearDown() }
             let (tc, ifindex) = try loadWithPolicy(fixture)
             #expect(try fixture.test(tc.ingress, Packet.arpRequest(), ifindex: ifindex) == tcActionOK)
-            #expect(try fixture.test(tc.ingress, Packet.ipv6(), ifindex: ifindex) == tcActionShot)
+            // Another ethertype (IPX) drops.
+            #expect(
+                try fixture.test(tc.ingress, Packet.ethernet(type: 0x8137) + [0, 0], ifindex: ifindex) == tcActionShot)
             let truncated = Array(Packet.tcp(pod, 1, "10.0.1.5", 80, .syn).prefix(14 + 20 + 10))
             #expect(try fixture.test(tc.ingress, truncated, ifindex: ifindex) == tcActionShot)
             let counters = try tc.counters()

@@ -126,10 +126,6 @@
                 + [0, 0, 0, 0, 0, 0] + [169, 254, 1, 1]
         }
 
-        static func ipv6() -> [UInt8] {
-            ethernet(type: 0x86dd) + [0x60, 0, 0, 0, 0, 0, 59, 64] + [UInt8](repeating: 0, count: 32)
-        }
-
         static func ethernet(type: UInt16) -> [UInt8] {
             [0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 2, 0, 0, 0, 0, 1] + bytes(type)
         }
@@ -150,18 +146,83 @@
         static func bytes(_ value: UInt16) -> [UInt8] { [UInt8(value >> 8), UInt8(value & 0xff)] }
     }
 
+    /// Ethernet + IPv6 (+ extension headers) + TCP/UDP/ICMPv6 frames (L4 checksums left zero).
+    enum Packet6 {
+        /// An extension header: hop-by-hop (0), routing (43), destination options (60), 8 bytes,
+        /// or 8 * (1 + `extraWords`) for the variable ones; fragment (44) with `fragmentOffset` (in
+        /// 8-byte units; 0: the first fragment).
+        struct Extension {
+            var type: UInt8
+            var extraWords: UInt8 = 0
+            var fragmentOffset: UInt16 = 0
+        }
+
+        static func tcp(
+            _ source: String, _ sourcePort: UInt16, _ destination: String, _ port: UInt16, _ flags: Packet.TCPFlags,
+            extensions: [Extension] = []
+        ) -> [UInt8] {
+            let header =
+                Packet.bytes(sourcePort) + Packet.bytes(port) + [0, 0, 0, 1] + [0, 0, 0, 0] + [5 << 4, flags.rawValue]
+                + [0xff, 0xff, 0, 0, 0, 0]
+            return ipv6(source, destination, nextHeader: 6, payload: header, extensions: extensions)
+        }
+
+        static func udp(_ source: String, _ sourcePort: UInt16, _ destination: String, _ port: UInt16) -> [UInt8] {
+            let data: [UInt8] = [1, 2, 3, 4]
+            let header = Packet.bytes(sourcePort) + Packet.bytes(port) + Packet.bytes(UInt16(8 + data.count)) + [0, 0]
+            return ipv6(source, destination, nextHeader: 17, payload: header + data)
+        }
+
+        /// ICMPv6: type, code, checksum, then the identifier and sequence (echo) or four more bytes.
+        static func icmp(_ source: String, _ destination: String, type: UInt8, code: UInt8 = 0, id: UInt16 = 0)
+            -> [UInt8]
+        {
+            ipv6(source, destination, nextHeader: 58, payload: [type, code, 0, 0] + Packet.bytes(id) + [0, 1])
+        }
+
+        /// An ICMPv6 error (`type`/`code`) from `source` to `destination` about `frame` (a frame built
+        /// here without extension headers): its IPv6 header and first 8 bytes of payload.
+        static func icmpError(
+            _ source: String, _ destination: String, type: UInt8, code: UInt8 = 0, about frame: [UInt8]
+        )
+            -> [UInt8]
+        {
+            ipv6(source, destination, nextHeader: 58, payload: [type, code, 0, 0, 0, 0, 5, 0] + frame[14..<(14 + 48)])
+        }
+
+        static func ipv6(
+            _ source: String, _ destination: String, nextHeader: UInt8, payload: [UInt8], extensions: [Extension] = []
+        ) -> [UInt8] {
+            var chain: [UInt8] = []
+            for (index, ext) in extensions.enumerated() {
+                let next = index + 1 < extensions.count ? extensions[index + 1].type : nextHeader
+                if ext.type == 44 {
+                    chain += [next, 0] + Packet.bytes(ext.fragmentOffset << 3) + [0, 0, 0, 7]
+                } else {
+                    chain += [next, ext.extraWords] + [UInt8](repeating: 0, count: 6 + 8 * Int(ext.extraWords))
+                }
+            }
+            let body = chain + payload
+            let header =
+                [0x60, 0, 0, 0] + Packet.bytes(UInt16(body.count)) + [extensions.first?.type ?? nextHeader, 64]
+                + IPv6Address(source)!.bytes + IPv6Address(destination)!.bytes
+            return Packet.ethernet(type: 0x86dd) + header + body
+        }
+    }
+
     extension TCProgram {
-        /// A policy program that allows everything (the shape of a `kns.<namespace>` profile alone).
-        func allowAll(program: UInt32) throws {
+        /// A policy program that allows everything (the shape of a `kns.<namespace>` profile alone);
+        /// `family` picks the address trie.
+        func allowAll(program: UInt32, family: IPFamily = .v4) throws {
             try setPortClass(program: program, protocol: nil, ports: nil, portClass: 0)
-            try setAddressClass(program: program, cidr: CIDR("0.0.0.0/0")!, addressClass: 0)
+            try setAddressClass(program: program, cidr: CIDR(family == .v4 ? "0.0.0.0/0" : "::/0")!, addressClass: 0)
             try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, Verdict(.allow))
         }
 
         /// A policy program that denies everything (selected, no rules: "default deny once selected").
-        func denyAll(program: UInt32) throws {
+        func denyAll(program: UInt32, family: IPFamily = .v4) throws {
             try setPortClass(program: program, protocol: nil, ports: nil, portClass: 0)
-            try setAddressClass(program: program, cidr: CIDR("0.0.0.0/0")!, addressClass: 0)
+            try setAddressClass(program: program, cidr: CIDR(family == .v4 ? "0.0.0.0/0" : "::/0")!, addressClass: 0)
             try setVerdict(program: program, portClass: Self.anyClass, addressClass: Self.anyClass, Verdict(.deny))
         }
     }

@@ -30,7 +30,7 @@ extension TCProgram {
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
 
-    /// Deletes the conntrack entries the program already treats as expired (the LRU map evicts only
+    /// Deletes the conntrack entries (both families) the program already treats as expired (the LRU map evicts only
     /// when full, so without this they stay until pushed out). An entry is read again just before
     /// its delete, so a flow whose packet refreshed it in between keeps it. Returns how many live
     /// entries remain and how many were removed.
@@ -45,12 +45,14 @@ extension TCProgram {
         }
         var live = 0
         var removed = 0
-        for key in try conntrack.keys() {
-            guard let value = try conntrack.lookup(key: key) else { continue }
-            if expired(value), let again = try conntrack.lookup(key: key), expired(again) {
-                if try conntrack.delete(key: key) { removed += 1 }
-            } else {
-                live += 1
+        for map in [conntrack, conntrack6] {
+            for key in try map.keys() {
+                guard let value = try map.lookup(key: key) else { continue }
+                if expired(value), let again = try map.lookup(key: key), expired(again) {
+                    if try map.delete(key: key) { removed += 1 }
+                } else {
+                    live += 1
+                }
             }
         }
         return (live, removed)

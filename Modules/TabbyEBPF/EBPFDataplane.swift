@@ -38,7 +38,11 @@ import TabbyPolicy
 /// `setOverlayPeers` (tabbyd: the other nodes' Node addresses and the VXLAN port) lets their VXLAN
 /// traffic past host endpoint policy, as Calico does for known hosts.
 ///
-/// Not yet: IPv6, host interfaces and host addresses that appear between two applies (attached
+/// IPv6: each workload endpoint with IPv6 addresses gets IPv6 tables of its own per direction
+/// (`PolicyTableCompiler` with `family: .v6`), under program ids its entry names beside the IPv4
+/// ones. Host endpoints police IPv4 only (IPv6 on their interfaces drops).
+///
+/// Not yet: host interfaces and host addresses that appear between two applies (attached
 /// and learnt at the next apply or reconcile).
 public final class EBPFDataplane: Dataplane {
     public let name = "ebpf"
@@ -49,13 +53,28 @@ public final class EBPFDataplane: Dataplane {
     /// Who programs `natOutgoing`; nil: not available in this build.
     public let outgoingNAT: (any OutgoingNATProgrammer)?
 
+    /// A workload endpoint's four policy programs, in this order: IPv4 ingress, IPv4 egress, IPv6
+    /// ingress, IPv6 egress (`TCProgram.Endpoint`'s fields).
+    static let slots: [(Direction, IPFamily)] = [(.ingress, .v4), (.egress, .v4), (.ingress, .v6), (.egress, .v6)]
+
     struct Binding: Equatable {
         var interface: String
         var ifindex: Int32
-        var ingress: UInt32
-        var egress: UInt32
-        var ingressTables: PolicyTables
-        var egressTables: PolicyTables
+        /// Per slot (`slots`): the policy program id, 0 where there are no tables.
+        var programs: [UInt32]
+        /// Per slot: the tables; nil for IPv6 of an endpoint without IPv6 addresses.
+        var tables: [PolicyTables?]
+
+        var entry: TCProgram.Endpoint {
+            .init(
+                ingressProgram: programs[0], egressProgram: programs[1], ingress6Program: programs[2],
+                egress6Program: programs[3])
+        }
+
+        /// The (tables, id) pairs written to the maps.
+        var written: [(PolicyTables, UInt32)] {
+            zip(tables, programs).compactMap { tables, id in tables.map { ($0, id) } }
+        }
     }
 
     /// A host endpoint's tables, shared by every interface it polices.
@@ -113,7 +132,7 @@ public final class EBPFDataplane: Dataplane {
             try program.setFailsafe(.outbound, protocol: UInt8(port.protocolNumber), port: port.port)
         }
         let used = try program.policyProgramIDs().union(
-            program.endpointEntries().values.flatMap { [$0.ingressProgram, $0.egressProgram] })
+            program.endpointEntries().values.flatMap(\.programs))
         state.withLock { $0.nextProgram = (used.max() ?? 0) + 1 }
     }
 
@@ -205,7 +224,7 @@ public final class EBPFDataplane: Dataplane {
     }
 
     /// Writes `tabby_overlay_peers`: the other nodes' IPv4 underlay addresses at the VXLAN port
-    /// (IPv6 ones are left out until the program reads IPv6).
+    /// (IPv6 ones are left out: host endpoints police IPv4 only).
     public func setOverlayPeers(_ peers: OverlayPeers) throws(DataplaneError) {
         let entries = Set(
             peers.addresses.compactMap { address -> TCProgram.OverlayPeer? in
@@ -357,79 +376,85 @@ public final class EBPFDataplane: Dataplane {
                 wanted[endpoint.endpoint] = bound
                 continue
             }
-            let ingress: PolicyTables
-            let egress: PolicyTables
+            var tables: [PolicyTables?] = []
             do throws(PolicyTableCompiler.Error) {
-                (ingress, egress) = (
-                    try PolicyTableCompiler.compile(endpoint, direction: .ingress, in: ir),
-                    try PolicyTableCompiler.compile(endpoint, direction: .egress, in: ir)
-                )
+                for (direction, family) in Self.slots {
+                    // IPv6 tables only for an endpoint with IPv6 addresses; without, its IPv6
+                    // drops (program 0 has no tables), neighbour discovery aside.
+                    guard family == .v4 || endpoint.addresses.contains(where: { $0.family == family }) else {
+                        tables.append(nil)
+                        continue
+                    }
+                    tables.append(
+                        try PolicyTableCompiler.compile(endpoint, direction: direction, in: ir, family: family))
+                }
                 state.unexpressible[endpoint.endpoint] = nil
             } catch {
                 // Fail closed for this endpoint alone: tables with no classes drop every packet.
                 state.unexpressible[endpoint.endpoint] = "\(endpoint.endpoint): \(error)"
-                (ingress, egress) = (PolicyTables(), PolicyTables())
+                tables = [PolicyTables(), PolicyTables(), nil, nil]
             }
-            if let bound = state.bindings[endpoint.endpoint], bound.ifindex == ifindex,
-                bound.ingressTables == ingress, bound.egressTables == egress
-            {
+            /// Whether the maps hold exactly `tables` under `ids` (nil tables: id 0).
+            func written(_ ids: [UInt32]) throws -> Bool {
+                for (id, slotTables) in zip(ids, tables) {
+                    guard let slotTables else {
+                        if id != 0 { return false }
+                        continue
+                    }
+                    if try program.readPolicy(id) != program.policyEntries(slotTables, program: id) { return false }
+                }
+                return true
+            }
+            if let bound = state.bindings[endpoint.endpoint], bound.ifindex == ifindex, bound.tables == tables {
                 // Unchanged since the last apply; reconcile also checks the kernel still has it.
-                let intact =
-                    try !adopt
-                    || (existing[ifindex] == .init(ingressProgram: bound.ingress, egressProgram: bound.egress)
-                        && program.readPolicy(bound.ingress) == program.policyEntries(ingress, program: bound.ingress)
-                        && program.readPolicy(bound.egress) == program.policyEntries(egress, program: bound.egress))
+                let intact = try !adopt || (existing[ifindex] == bound.entry && written(bound.programs))
                 if intact {
                     wanted[endpoint.endpoint] = bound
                     continue
                 }
             }
             // After a restart: the entry the previous run left, if its tables are what we would write.
-            if state.bindings[endpoint.endpoint] == nil, let entry = existing[ifindex],
-                try program.readPolicy(entry.ingressProgram)
-                    == program.policyEntries(ingress, program: entry.ingressProgram),
-                try program.readPolicy(entry.egressProgram)
-                    == program.policyEntries(egress, program: entry.egressProgram)
+            if state.bindings[endpoint.endpoint] == nil, let entry = existing[ifindex], !entry.isHost,
+                try written(entry.programs)
             {
                 wanted[endpoint.endpoint] = Binding(
-                    interface: interface, ifindex: ifindex, ingress: entry.ingressProgram,
-                    egress: entry.egressProgram, ingressTables: ingress, egressTables: egress)
+                    interface: interface, ifindex: ifindex, programs: entry.programs, tables: tables)
                 state.bindings[endpoint.endpoint] = wanted[endpoint.endpoint]
                 continue
             }
             let old = state.bindings[endpoint.endpoint].flatMap { adopt || $0.ifindex != ifindex ? nil : $0 }
-            var binding = Binding(
-                interface: interface, ifindex: ifindex, ingress: 0, egress: 0, ingressTables: ingress,
-                egressTables: egress)
+            var binding = Binding(interface: interface, ifindex: ifindex, programs: [0, 0, 0, 0], tables: tables)
             var retired: [(PolicyTables, UInt32)] = []
-            for direction in [Direction.ingress, .egress] {
-                let tables = direction == .ingress ? ingress : egress
-                let oldID = old.map { direction == .ingress ? $0.ingress : $0.egress }
-                let oldTables = old.map { direction == .ingress ? $0.ingressTables : $0.egressTables }
+            for slot in Self.slots.indices {
+                let oldID = old?.programs[slot]
+                let oldTables = old?.tables[slot]
+                guard let slotTables = tables[slot] else {
+                    if let oldID, let oldTables { retired.append((oldTables, oldID)) }
+                    continue
+                }
                 let id: UInt32
-                if let oldID, let oldTables, oldTables == tables {
+                if let oldID, let oldTables, oldTables == slotTables {
                     id = oldID
-                } else if let oldID, let oldTables, oldTables.differsOnlyInAddresses(from: tables) {
+                } else if let oldID, let oldTables, oldTables.differsOnlyInAddresses(from: slotTables) {
                     // Same classes, same verdicts: only which peers fall in which class moved (an
                     // IP set member came or went). Each address entry changes on its own, as a set
                     // member would; no packet meets a class that means something else.
-                    try program.updateAddresses(from: oldTables, to: tables, program: oldID)
+                    try program.updateAddresses(from: oldTables, to: slotTables, program: oldID)
                     id = oldID
                 } else {
                     id = state.nextProgram
                     state.nextProgram += 1
-                    try program.writePolicy(tables, program: id)
+                    try program.writePolicy(slotTables, program: id)
                     if let oldID, let oldTables { retired.append((oldTables, oldID)) }
                 }
-                if direction == .ingress { binding.ingress = id } else { binding.egress = id }
+                binding.programs[slot] = id
             }
-            if old?.ingress != binding.ingress || old?.egress != binding.egress {
-                try program.setEndpoint(
-                    ifindex: ifindex, .init(ingressProgram: binding.ingress, egressProgram: binding.egress))
+            if old?.programs != binding.programs {
+                try program.setEndpoint(ifindex: ifindex, binding.entry)
             }
             if let previous = state.bindings[endpoint.endpoint], old == nil {
                 if previous.ifindex != ifindex { try program.removeEndpoint(ifindex: previous.ifindex) }
-                retired += [(previous.ingressTables, previous.ingress), (previous.egressTables, previous.egress)]
+                retired += previous.written
             }
             for (tables, id) in retired { try program.removePolicy(tables, program: id) }
             state.bindings[endpoint.endpoint] = binding
@@ -440,8 +465,7 @@ public final class EBPFDataplane: Dataplane {
             if !wanted.values.contains(where: { $0.ifindex == old.ifindex }) {
                 try program.removeEndpoint(ifindex: old.ifindex)
             }
-            try program.removePolicy(old.ingressTables, program: old.ingress)
-            try program.removePolicy(old.egressTables, program: old.egress)
+            for (tables, id) in old.written { try program.removePolicy(tables, program: id) }
             state.bindings[key] = nil
         }
         report += try syncHostEndpoints(ir, adopt: adopt, links: allLinks, existing: existing, state: &state)
@@ -454,7 +478,7 @@ public final class EBPFDataplane: Dataplane {
                 report.append("removed the endpoint entry of ifindex \(ifindex)")
             }
             let used = Set(
-                wanted.values.flatMap { [$0.ingress, $0.egress] }
+                wanted.values.flatMap(\.programs)
                     + state.hostBindings.values.flatMap {
                         [$0.ingress, $0.egress]
                     })

@@ -62,6 +62,13 @@ public struct PolicyTables: Equatable, Sendable {
     public func verdict(protocol proto: UInt8, port: UInt16, sourcePort: UInt16, peer: IPv4Address)
         -> TCProgram.Verdict
     {
+        verdict(protocol: proto, port: port, sourcePort: sourcePort, peer: .v4(peer))
+    }
+
+    /// The same for a peer of either family (IPv6 tables hold IPv6 CIDRs, IPv4 tables IPv4 ones).
+    public func verdict(protocol proto: UInt8, port: UInt16, sourcePort: UInt16, peer address: IPAddress)
+        -> TCProgram.Verdict
+    {
         func mostSpecific(_ entries: [(UInt8?, ClosedRange<UInt16>?, UInt32)], _ value: UInt16) -> UInt32? {
             entries.first { $0.0 == proto && $0.1?.contains(value) == true }?.2
                 ?? entries.first { $0.0 == proto && $0.1 == nil }?.2
@@ -74,7 +81,6 @@ public struct PolicyTables: Equatable, Sendable {
                 sourcePorts.filter { $0.portClass == marked }.map { ($0.protocolNumber, $0.ports, $0.refinedClass) },
                 value)
         }
-        let address = IPAddress.v4(peer)
         let addressClass = addresses.filter { $0.cidr.contains(address) }
             .max { $0.cidr.prefixLength < $1.cidr.prefixLength }?.addressClass
         guard let portClass, let addressClass else { return TCProgram.Verdict(.deny, rule: 0) }
@@ -95,8 +101,15 @@ public struct PolicyTables: Equatable, Sendable {
 /// own, each member address an address class that records which of those it has, and the verdict
 /// of a pair checks the two agree. Source ports are a further dimension: the port classes that
 /// hold rules naming source ports are refined by the source port's class into the final ones.
-/// Not yet expressible, and reported as `unsupported`: endpoints with several IPv4 addresses whose
-/// rules tell them apart.
+/// Not yet expressible, and reported as `unsupported`: endpoints with several addresses of one
+/// family whose rules tell them apart.
+///
+/// One family at a time (`family`): the tc program looks IPv4 packets up in IPv4 tables and IPv6
+/// packets in IPv6 ones. For a family, rules with the other `ipVersion` are dead; peer CIDRs and
+/// IP set members of the other family are left out, as `PolicyEvaluator` never matches them
+/// against this family's addresses (so `nets` of only the other family make a rule dead, `notNets`
+/// of only the other family exclude nothing); the endpoint's own address conditions are decided
+/// with its addresses of the family; ICMP is protocol 1 for IPv4 and 58 (ICMPv6) for IPv6.
 public enum PolicyTableCompiler {
     /// Rule ids in verdicts: the index of the deciding rule in evaluation order + 1, or these.
     public static let noProfileMatched: UInt32 = 0xffff_fffe
@@ -130,35 +143,50 @@ public enum PolicyTableCompiler {
     }
 
     public static func compile(
-        _ program: EndpointProgram, direction: Direction, in ir: PolicyIR, maxCombinations: Int = 4_000_000
+        _ program: EndpointProgram, direction: Direction, in ir: PolicyIR, family: IPFamily = .v4,
+        maxCombinations: Int = 4_000_000
     ) throws(Error) -> PolicyTables {
-        var compiler = Compiler(ir: ir, program: program, direction: direction)
+        var compiler = Compiler(ir: ir, program: program, direction: direction, family: family)
         return try compiler.run(maxCombinations: maxCombinations)
     }
 }
 
-/// An IPv4 prefix as plain integers (the compiler's hot loops).
-private struct Prefix4: Hashable {
-    var value: UInt32
+/// A prefix of the compiled family as plain integers (the compiler's hot loops): an IPv4 one in
+/// the low 32 bits.
+private struct Prefix: Hashable {
+    var value: UInt128
     var length: Int
 
-    init(_ value: UInt32, _ length: Int) {
+    init(_ value: UInt128, _ length: Int, width: Int) {
         self.length = length
-        self.value = length == 0 ? 0 : value & ~UInt32(0) << UInt32(32 - length)
+        self.value = length == 0 ? 0 : value & (~UInt128(0) >> UInt128(128 - width)) << UInt128(width - length)
     }
 
-    init?(_ cidr: CIDR) {
-        guard case .v4(let address) = cidr.network else { return nil }
-        self.init(address.value, cidr.prefixLength)
+    /// nil for a CIDR of the other family.
+    init?(_ cidr: CIDR, family: IPFamily) {
+        guard let value = Prefix.value(cidr.network, family: family) else { return nil }
+        self.init(value, cidr.prefixLength, width: family.bitWidth)
     }
 
-    var cidr: CIDR { CIDR(network: .v4(IPv4Address(value)), prefixLength: length) }
+    static func value(_ address: IPAddress, family: IPFamily) -> UInt128? {
+        switch (address, family) {
+        case (.v4(let v4), .v4): return UInt128(v4.value)
+        case (.v6(let v6), .v6): return v6.value
+        default: return nil
+        }
+    }
+
+    func cidr(_ family: IPFamily) -> CIDR {
+        let network: IPAddress = family == .v4 ? .v4(IPv4Address(UInt32(value))) : .v6(IPv6Address(value))
+        return CIDR(network: network, prefixLength: length)
+    }
 }
 
 private struct Compiler {
     let ir: PolicyIR
     let program: EndpointProgram
     let direction: Direction
+    let family: IPFamily
     var rules: [PolicyTableCompiler.FlatRule] = []
     /// Rules that can match at all (the endpoint's own address conditions hold), by flat index.
     var live: [Bool] = []
@@ -179,11 +207,15 @@ private struct Compiler {
         var port: UInt16
     }
 
-    init(ir: PolicyIR, program: EndpointProgram, direction: Direction) {
+    init(ir: PolicyIR, program: EndpointProgram, direction: Direction, family: IPFamily) {
         self.ir = ir
         self.program = program
         self.direction = direction
+        self.family = family
     }
+
+    /// ICMP's protocol number in this family: the one whose type and code the program reads.
+    var icmpProtocol: Int { family == .v4 ? 1 : 58 }
 
     var peerSide: KeyPath<CompiledRule, CompiledEntityMatch> {
         direction == .ingress ? \.source : \.destination
@@ -308,7 +340,7 @@ private struct Compiler {
     /// Decides what depends only on the endpoint itself (its address, its named ports) and rejects
     /// what the tables cannot express.
     mutating func decideLocalConditions() throws(PolicyTableCompiler.Error) {
-        let locals = program.addresses.filter { $0.family == .v4 }
+        let locals = program.addresses.filter { $0.family == family }
         for flat in rules {
             let rule = flat.rule
             let local = rule[keyPath: localSide]
@@ -316,12 +348,16 @@ private struct Compiler {
             var outcomes = Set<Bool>()
             for address in locals { outcomes.insert(addressMatches(local, address)) }
             if outcomes.count > 1 {
-                throw .unsupported("\(flat.name): rules that tell the endpoint's IPv4 addresses apart")
+                throw .unsupported(
+                    "\(flat.name): rules that tell the endpoint's \(family == .v4 ? "IPv4" : "IPv6") addresses apart")
             }
-            let versionOK = rule.ipVersion == nil || rule.ipVersion == 4
-            // An endpoint without IPv4 addresses gets no IPv4 traffic worth matching on its own address.
+            let versionOK = rule.ipVersion == nil || rule.ipVersion == family.rawValue
+            // An endpoint without addresses of the family gets no traffic of it worth matching on
+            // its own address.
             let localOK = outcomes.first ?? (local.nets.isEmpty && local.ipSets.isEmpty)
-            live.append(versionOK && localOK)
+            // Peer nets only of the other family: no address of this one is in them.
+            let peerNetsOK = peer.nets.isEmpty || peer.nets.contains { $0.family == family }
+            live.append(versionOK && localOK && peerNetsOK)
             var named = Set<PortKey>()
             if let address = locals.first {
                 for id in local.namedPortSets + local.notNamedPortSets {
@@ -337,7 +373,7 @@ private struct Compiler {
                 var keys = Set<PortKey>()
                 for id in sets {
                     for member in ir.ipSets[id]?.members ?? [] {
-                        if case .addressPort(.v4, let proto, let port) = member {
+                        if case .addressPort(let address, let proto, let port) = member, address.family == family {
                             keys.insert(PortKey(protocolNumber: proto, port: port))
                         }
                     }
@@ -376,7 +412,7 @@ private struct Compiler {
         let rule = rules[index].rule
         if let wanted = rule.protocolNumber, wanted != proto { return false }
         if let unwanted = rule.notProtocolNumber, unwanted == proto { return false }
-        let isICMP = proto == 1
+        let isICMP = proto == icmpProtocol
         func icmpMatches(_ icmp: ICMPMatch) -> Bool {
             guard isICMP else { return false }
             if let type = icmp.type, type != Int(value >> 8) { return false }
@@ -427,7 +463,7 @@ private struct Compiler {
 
     /// Whether one of `sets` holds (the endpoint's address, proto, port).
     private func namedIn(_ sets: [IPSetID], proto: Int, port: UInt16) -> Bool {
-        guard let address = program.addresses.first(where: { $0.family == .v4 }) else { return false }
+        guard let address = program.addresses.first(where: { $0.family == family }) else { return false }
         return sets.contains { ir.ipSets[$0]?.contains(address, protocolNumber: proto, port: port) ?? false }
     }
 
@@ -470,7 +506,7 @@ private struct Compiler {
     /// its entries.
     func portClassification(maxCombinations: Int) throws(PolicyTableCompiler.Error) -> PortClasses {
         let caring = rules.indices.filter { live[$0] && !conditions[$0].portTrivial }
-        var protocols: Set<Int> = [1, 6, 17]
+        var protocols: Set<Int> = [icmpProtocol, 6, 17]
         var boundaries: Set<Int> = [0, 65536]
         var icmpBoundaries: Set<Int> = [0, 65536]
         /// The named destination ports of a rule: the endpoint's own (ingress) or the peer's (egress).
@@ -520,7 +556,8 @@ private struct Compiler {
                 protocolNumber: nil, ports: nil,
                 portClass: classify(caring.filter { portMatches($0, proto: other, value: 0) }, proto: other)))
         for proto in protocols.sorted() {
-            let cuts = (proto == 1 ? icmpBoundaries : proto == 6 || proto == 17 ? boundaries : [0, 65536]).sorted()
+            let cuts = (proto == icmpProtocol ? icmpBoundaries : proto == 6 || proto == 17 ? boundaries : [0, 65536])
+                .sorted()
             // Rules for this protocol; those with port ranges can match only inside them, so a sweep
             // over the segments keeps just the ranges covering each one.
             let relevant = caring.filter {
@@ -703,8 +740,8 @@ private struct Compiler {
     /// verdict step pairs them with the port class's tag.
     func addressClassification() -> ([PolicyTables.AddressEntry], AddressClasses) {
         struct PeerMatch: Hashable {
-            var nets: [Prefix4]
-            var notNets: [Prefix4]
+            var nets: [Prefix]
+            var notNets: [Prefix]
             var ipSets: [IPSetID]
             var notIPSets: [IPSetID]
             var namedSets: [IPSetID] = []
@@ -720,7 +757,8 @@ private struct Compiler {
         for index in rules.indices where live[index] && !conditions[index].addressTrivial {
             let entity = rules[index].rule[keyPath: peerSide]
             var match = PeerMatch(
-                nets: entity.nets.compactMap(Prefix4.init), notNets: entity.notNets.compactMap(Prefix4.init),
+                nets: entity.nets.compactMap { Prefix($0, family: family) },
+                notNets: entity.notNets.compactMap { Prefix($0, family: family) },
                 ipSets: entity.ipSets, notIPSets: entity.notIPSets)
             match.namedSets = entity.namedPortSets
             match.notNamedSets = entity.notNamedPortSets
@@ -734,20 +772,23 @@ private struct Compiler {
             }
         }
         // Which named prefixes each referenced set holds, and who refers to what.
-        var setsHolding: [Prefix4: [IPSetID]] = [:]
-        var signaturesNaming: [Prefix4: [Int]] = [:]
+        let width = family.bitWidth
+        var setsHolding: [Prefix: [IPSetID]] = [:]
+        var signaturesNaming: [Prefix: [Int]] = [:]
         var signaturesUsing: [IPSetID: [Int]] = [:]
-        var prefixes: Set<Prefix4> = [Prefix4(0, 0)]
+        var prefixes: Set<Prefix> = [Prefix(0, 0, width: width)]
         var holdingWithoutHits: [Int] = []
         /// The peer's named-port members: address -> set -> its (protocol, port)s.
-        var namedAt: [Prefix4: [IPSetID: Set<PortKey>]] = [:]
+        var namedAt: [Prefix: [IPSetID: Set<PortKey>]] = [:]
         var namedSignaturesUsing: [IPSetID: [Int]] = [:]
         for (signature, match) in signatures.enumerated() {
             for id in Set(match.namedSets + match.notNamedSets) {
                 if namedSignaturesUsing[id] == nil {
                     for member in ir.ipSets[id]?.members ?? [] {
-                        guard case .addressPort(.v4(let address), let proto, let port) = member else { continue }
-                        let prefix = Prefix4(address.value, 32)
+                        guard case .addressPort(let address, let proto, let port) = member,
+                            let value = Prefix.value(address, family: family)
+                        else { continue }
+                        let prefix = Prefix(value, width, width: width)
                         namedAt[prefix, default: [:]][id, default: []].insert(
                             PortKey(protocolNumber: proto, port: port))
                         prefixes.insert(prefix)
@@ -763,7 +804,7 @@ private struct Compiler {
             for id in Set(match.ipSets + match.notIPSets) {
                 if signaturesUsing[id] == nil {
                     for member in ir.ipSets[id]?.members ?? [] {
-                        guard case .net(let net) = member, let prefix = Prefix4(net) else { continue }
+                        guard case .net(let net) = member, let prefix = Prefix(net, family: family) else { continue }
                         setsHolding[prefix, default: []].append(id)
                         prefixes.insert(prefix)
                     }
@@ -783,11 +824,11 @@ private struct Compiler {
         for prefix in prefixes.sorted(by: { ($0.length, $0.value) < ($1.length, $1.value) }) {
             let namedHere = namedAt[prefix] ?? [:]
             // The named prefixes containing this one: every address it stands for is in exactly these.
-            var ancestors = Set<Prefix4>()
+            var ancestors = Set<Prefix>()
             var sets = Set<IPSetID>()
             var candidates = Set(holdingWithoutHits)
             for length in 0...prefix.length {
-                let ancestor = Prefix4(prefix.value, length)
+                let ancestor = Prefix(prefix.value, length, width: width)
                 guard prefixes.contains(ancestor) else { continue }
                 ancestors.insert(ancestor)
                 candidates.formUnion(signaturesNaming[ancestor] ?? [])
@@ -828,7 +869,7 @@ private struct Compiler {
                 classes.notNamed.append(notNamed)
                 classOf[key] = id
             }
-            entries.append(.init(cidr: prefix.cidr, addressClass: id))
+            entries.append(.init(cidr: prefix.cidr(family), addressClass: id))
         }
         return (entries, classes)
     }

@@ -13,10 +13,14 @@ public final class TCProgram: Sendable {
     let endpoints: BPFMap
     let ports: BPFMap
     let addresses: BPFMap
+    /// IPv6 peers (`tabby_addrs6`): the address tables of IPv6 policy programs.
+    let addresses6: BPFMap
     let verdicts: BPFMap
     let sourcePorts: BPFMap
     let failsafe: BPFMap
     let conntrack: BPFMap
+    /// IPv6 flows (`tabby_ct6`): the same values and states as `conntrack`.
+    let conntrack6: BPFMap
     let config: BPFMap
     let counterMap: BPFMap
     let hostAddressMap: BPFMap
@@ -30,10 +34,12 @@ public final class TCProgram: Sendable {
         endpoints = try object.map("tabby_endpoints")
         ports = try object.map("tabby_ports")
         addresses = try object.map("tabby_addrs")
+        addresses6 = try object.map("tabby_addrs6")
         verdicts = try object.map("tabby_verdicts")
         sourcePorts = try object.map("tabby_sports")
         failsafe = try object.map("tabby_failsafe")
         conntrack = try object.map("tabby_ct")
+        conntrack6 = try object.map("tabby_ct6")
         config = try object.map("tabby_config")
         counterMap = try object.map("tabby_counters")
         hostAddressMap = try object.map("tabby_host_addrs")
@@ -44,20 +50,37 @@ public final class TCProgram: Sendable {
 
     /// What the program knows about an interface; an interface without an entry drops everything.
     public struct Endpoint: Equatable, Sendable {
-        /// Policy program for traffic to the endpoint (0: none, which drops).
+        /// Policy program for IPv4 traffic to the endpoint (0: none, which drops).
         public var ingressProgram: UInt32
-        /// Policy program for traffic from the endpoint.
+        /// Policy program for IPv4 traffic from the endpoint.
         public var egressProgram: UInt32
-        /// A host endpoint: hooks keep their natural direction and failsafe ports apply.
+        /// A host endpoint: hooks keep their natural direction and failsafe ports apply (and IPv6
+        /// drops: the program knows the host's IPv4 addresses only).
         public var isHost: Bool
+        /// Policy program for IPv6 traffic to the endpoint (0: none, which drops all but neighbour
+        /// discovery); its address table is in `tabby_addrs6`.
+        public var ingress6Program: UInt32
+        /// Policy program for IPv6 traffic from the endpoint.
+        public var egress6Program: UInt32
 
-        public init(ingressProgram: UInt32, egressProgram: UInt32, isHost: Bool = false) {
+        public init(
+            ingressProgram: UInt32, egressProgram: UInt32, isHost: Bool = false, ingress6Program: UInt32 = 0,
+            egress6Program: UInt32 = 0
+        ) {
             self.ingressProgram = ingressProgram
             self.egressProgram = egressProgram
             self.isHost = isHost
+            self.ingress6Program = ingress6Program
+            self.egress6Program = egress6Program
         }
 
-        var bytes: [UInt8] { native(ingressProgram) + native(egressProgram) + native(UInt32(isHost ? 1 : 0)) }
+        var bytes: [UInt8] {
+            native(ingressProgram) + native(egressProgram) + native(UInt32(isHost ? 1 : 0)) + native(ingress6Program)
+                + native(egress6Program)
+        }
+
+        /// The policy program ids it names (zeros too).
+        var programs: [UInt32] { [ingressProgram, egressProgram, ingress6Program, egress6Program] }
     }
 
     public func setEndpoint(ifindex: Int32, _ endpoint: Endpoint) throws {
@@ -129,10 +152,13 @@ public final class TCProgram: Sendable {
     }
 
     /// Maps the peer addresses in `cidr` (the source for ingress, the destination for egress) of
-    /// `program` to `addressClass`; longest prefix wins. `0.0.0.0/0` is the program's catch-all.
+    /// `program` to `addressClass`; longest prefix wins. `0.0.0.0/0` is the program's catch-all,
+    /// `::/0` an IPv6 program's (IPv6 CIDRs go to `tabby_addrs6`).
     public func setAddressClass(program: UInt32, cidr: CIDR, addressClass: UInt32) throws {
-        try addresses.update(key: try Self.addressKey(program: program, cidr: cidr), value: native(addressClass))
+        try addressMap(cidr).update(key: Self.addressKey(program: program, cidr: cidr), value: native(addressClass))
     }
+
+    func addressMap(_ cidr: CIDR) -> BPFMap { cidr.family == .v4 ? addresses : addresses6 }
 
     /// The verdict of `program` for a packet in `portClass` and `addressClass` (both `anyClass`:
     /// the default for combinations not listed).
@@ -166,9 +192,13 @@ public final class TCProgram: Sendable {
         return result
     }
 
-    static func addressKey(program: UInt32, cidr: CIDR) throws -> [UInt8] {
-        guard case .v4(let network) = cidr.network else { throw Error.ipv6NotSupported(cidr.description) }
-        return native(UInt32(32 + cidr.prefixLength)) + big(program) + network.bytes
+    /// The key in `tabby_addrs` (IPv4: 12 bytes) or `tabby_addrs6` (IPv6: 24 bytes): prefixlen
+    /// (host order), program (big endian), the address in network order.
+    static func addressKey(program: UInt32, cidr: CIDR) -> [UInt8] {
+        switch cidr.network {
+        case .v4(let network): return native(UInt32(32 + cidr.prefixLength)) + big(program) + network.bytes
+        case .v6(let network): return native(UInt32(32 + cidr.prefixLength)) + big(program) + network.bytes
+        }
     }
 
     // MARK: Failsafe ports
@@ -257,13 +287,14 @@ public final class TCProgram: Sendable {
         case other = 7
     }
 
-    /// One flow on one endpoint interface; (addressA, portA) <= (addressB, portB).
+    /// One flow on one endpoint interface; (addressA, portA) <= (addressB, portB). IPv4 flows are
+    /// in `tabby_ct`, IPv6 ones in `tabby_ct6`.
     public struct ConntrackEntry: Equatable, Sendable {
         public var ifindex: Int32
         public var protocolNumber: UInt8
-        public var addressA: IPv4Address
+        public var addressA: IPAddress
         public var portA: UInt16
-        public var addressB: IPv4Address
+        public var addressB: IPAddress
         public var portB: UInt16
         public var state: ConntrackState?
         /// The first packet came from side b.
@@ -274,16 +305,28 @@ public final class TCProgram: Sendable {
         public var lastSeen: UInt64
     }
 
+    /// The flows of both families, IPv4 first.
     public func conntrackEntries() throws -> [ConntrackEntry] {
-        try conntrack.keys().compactMap { key in
-            guard let value = try conntrack.lookup(key: key) else { return nil }
-            return ConntrackEntry(
-                ifindex: Int32(bitPattern: readNative(key, 0)), protocolNumber: key[16],
-                addressA: IPv4Address(readBig(key, 4)), portA: UInt16(key[12]) << 8 | UInt16(key[13]),
-                addressB: IPv4Address(readBig(key, 8)), portB: UInt16(key[14]) << 8 | UInt16(key[15]),
+        func entry(_ key: [UInt8], _ value: [UInt8], a: IPAddress, b: IPAddress, ports: Int) -> ConntrackEntry {
+            ConntrackEntry(
+                ifindex: Int32(bitPattern: readNative(key, 0)), protocolNumber: key[ports + 4],
+                addressA: a, portA: UInt16(key[ports]) << 8 | UInt16(key[ports + 1]),
+                addressB: b, portB: UInt16(key[ports + 2]) << 8 | UInt16(key[ports + 3]),
                 state: ConntrackState(rawValue: value[8]), openedByB: value[9] != 0, replied: value[10] != 0,
                 lastSeen: UInt64(readNative(value, 0)) | UInt64(readNative(value, 4)) << 32)
         }
+        let v4 = try conntrack.keys().compactMap { key -> ConntrackEntry? in
+            guard let value = try conntrack.lookup(key: key) else { return nil }
+            return entry(
+                key, value, a: .v4(IPv4Address(readBig(key, 4))), b: .v4(IPv4Address(readBig(key, 8))), ports: 12)
+        }
+        let v6 = try conntrack6.keys().compactMap { key -> ConntrackEntry? in
+            guard let value = try conntrack6.lookup(key: key),
+                let a = IPv6Address(bytes: key[4..<20]), let b = IPv6Address(bytes: key[20..<36])
+            else { return nil }
+            return entry(key, value, a: .v6(a), b: .v6(b), ports: 36)
+        }
+        return v4 + v6
     }
 
     /// Conntrack timeouts; nil keeps the program's default (Calico's: SYN 20 s, established 1 h,
@@ -360,15 +403,6 @@ public final class TCProgram: Sendable {
         return result
     }
 
-    public enum Error: Swift.Error, Equatable, CustomStringConvertible {
-        case ipv6NotSupported(String)
-
-        public var description: String {
-            switch self {
-            case .ipv6NotSupported(let cidr): return "the eBPF dataplane does not handle IPv6 yet (\(cidr))"
-            }
-        }
-    }
 }
 
 /// A value's bytes in host order (the order of the C struct's host-order fields).
@@ -422,7 +456,7 @@ extension TCProgram {
             try setAddressClass(program: program, cidr: cidr, addressClass: addressClass)
         }
         for cidr in before.keys where after[cidr] == nil {
-            try addresses.delete(key: try Self.addressKey(program: program, cidr: cidr))
+            try addressMap(cidr).delete(key: Self.addressKey(program: program, cidr: cidr))
         }
     }
 
@@ -433,7 +467,7 @@ extension TCProgram {
             try verdicts.delete(key: native(program) + native(entry.portClass) + native(entry.addressClass))
         }
         for entry in tables.addresses {
-            try addresses.delete(key: try Self.addressKey(program: program, cidr: entry.cidr))
+            try addressMap(entry.cidr).delete(key: Self.addressKey(program: program, cidr: entry.cidr))
         }
         for entry in tables.ports {
             for key in Self.portKeys(program: program, protocol: entry.protocolNumber, ports: entry.ports) {
@@ -476,7 +510,7 @@ extension TCProgram {
         for entry in tables.addresses {
             entries.insert(
                 .init(
-                    map: addresses.name, key: try Self.addressKey(program: program, cidr: entry.cidr),
+                    map: addressMap(entry.cidr).name, key: Self.addressKey(program: program, cidr: entry.cidr),
                     value: native(entry.addressClass)))
         }
         for entry in tables.verdicts + [
@@ -511,7 +545,7 @@ extension TCProgram {
     /// The ids of every policy program with entries in the maps.
     public func policyProgramIDs() throws -> Set<UInt32> {
         var ids = Set<UInt32>()
-        for key in try ports.keys() + sourcePorts.keys() + addresses.keys() {
+        for key in try ports.keys() + sourcePorts.keys() + addresses.keys() + addresses6.keys() {
             ids.insert(UInt32(bigEndian: load(key, 4)))
         }
         for key in try verdicts.keys() { ids.insert(load(key, 0)) }
@@ -524,7 +558,8 @@ extension TCProgram {
         for key in try endpoints.keys() {
             guard let value = try endpoints.lookup(key: key) else { continue }
             result[Int32(bitPattern: load(key, 0))] = Endpoint(
-                ingressProgram: load(value, 0), egressProgram: load(value, 4), isHost: load(value, 8) & 1 != 0)
+                ingressProgram: load(value, 0), egressProgram: load(value, 4), isHost: load(value, 8) & 1 != 0,
+                ingress6Program: load(value, 12), egress6Program: load(value, 16))
         }
         return result
     }
@@ -534,7 +569,8 @@ extension TCProgram {
         let nativeID = native(program)
         return [
             (ports, { Array($0[4..<8]) == bigID }), (sourcePorts, { Array($0[4..<8]) == bigID }),
-            (addresses, { Array($0[4..<8]) == bigID }), (verdicts, { Array($0[0..<4]) == nativeID }),
+            (addresses, { Array($0[4..<8]) == bigID }), (addresses6, { Array($0[4..<8]) == bigID }),
+            (verdicts, { Array($0[0..<4]) == nativeID }),
         ]
     }
 }

@@ -113,8 +113,15 @@ public struct PolicyEvaluator: Sendable {
         if case .endpoint(let source) = packet.source, packet.source == packet.destination {
             return Evaluation(verdict: .allow, trace: [.loopback(source)])
         }
-        guard let sourceAddress = address(of: packet.source, family: nil, trace: &trace),
-            let destinationAddress = address(of: packet.destination, family: sourceAddress.family, trace: &trace)
+        // The packet's family: that of a plain address at either end (a dual-stack endpoint then
+        // uses its address of that family), else the source endpoint's first address's.
+        var family: IPFamily? = nil
+        for peer in [packet.source, packet.destination] {
+            if case .address(let address) = peer, family == nil { family = address.family }
+        }
+        guard let sourceAddress = address(of: packet.source, family: family, trace: &trace),
+            let destinationAddress = address(
+                of: packet.destination, family: family ?? sourceAddress.family, trace: &trace)
         else { return Evaluation(verdict: .deny, trace: trace) }
         let flow = Flow(packet: packet, source: sourceAddress, destination: destinationAddress)
         var policed = false

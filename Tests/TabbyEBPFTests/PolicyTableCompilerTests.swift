@@ -30,6 +30,106 @@
             }
         }
 
+        /// Dual stack: IPv4 and IPv6 peers, each looked up in the tables of its family, against
+        /// the evaluator. The pools mix the families (nets, notNets, IP sets and named ports with
+        /// members of both, rules with `ipVersion` 4 or 6, ICMP and ICMPv6), so rules whose
+        /// conditions are only of the other family meet every packet.
+        @Test(arguments: Array(UInt64(1)...UInt64(60)))
+        func randomDualStackPoliciesMatchTheEvaluator(seed: UInt64) throws {
+            var random = RandomPolicies(seed: seed, dualStack: true)
+            let ir = random.ir()
+            let program = ir.endpoints[RandomPolicies.endpoint]!
+            let evaluator = PolicyEvaluator(ir)
+            for direction in Direction.allCases {
+                var tables: [IPFamily: PolicyTables] = [:]
+                for family in [IPFamily.v4, .v6] {
+                    tables[family] = try PolicyTableCompiler.compile(
+                        program, direction: direction, in: ir, family: family)
+                    // Every address entry is of the table's family.
+                    #expect(tables[family]!.addresses.allSatisfy { $0.cidr.family == family })
+                }
+                for _ in 0..<150 {
+                    let probe = random.probe()
+                    let expected = evaluator.evaluate(probe.packet(direction)).verdict
+                    let got = tables[probe.peer.family]!.verdict(
+                        protocol: probe.protocolNumber, port: probe.policyPort, sourcePort: probe.sourcePort,
+                        peer: probe.peer)
+                    #expect(
+                        (got.action == .allow) == (expected == .allow),
+                        "seed \(seed) \(direction) \(probe): tables \(got), evaluator \(expected)")
+                }
+            }
+        }
+
+        /// The family mismatches, one by one: nets only of IPv4 never match an IPv6 peer, notNets
+        /// only of IPv4 exclude none, an IP set matches by its members of the packet's family,
+        /// `ipVersion` 4 rules are dead for IPv6 (and 6 for IPv4), ICMPv6 is protocol 58.
+        @Test func familyMismatchesAgreeWithTheEvaluator() throws {
+            var set = IPSet(
+                definition: IPSetDefinition(selector: try! Selector.parse("all()")),
+                members: [.net(CIDR("10.1.0.0/16")!), .net(CIDR("fd00:1::/64")!)])
+            set.id = IPSetID(rawValue: "s:both")
+            var denyV4Nets = CompiledRule(action: .deny)
+            denyV4Nets.source.nets = [CIDR("10.0.0.0/8")!]
+            var denyNotV4 = CompiledRule(action: .deny)
+            denyNotV4.protocolNumber = 17
+            denyNotV4.source.notNets = [CIDR("10.0.0.0/8")!]
+            var allowSet = CompiledRule(action: .allow)
+            allowSet.protocolNumber = 6
+            allowSet.source.ipSets = [set.id]
+            var allowV4Only = CompiledRule(action: .allow)
+            allowV4Only.ipVersion = 4
+            allowV4Only.protocolNumber = 6
+            allowV4Only.destination.ports = [PortRange(8080, 8080)]
+            var allowPing6 = CompiledRule(action: .allow)
+            allowPing6.ipVersion = 6
+            allowPing6.protocolNumber = 58
+            allowPing6.icmp = ICMPMatch(type: 128)
+            let id = PolicyID(namespace: "x", name: "p")
+            var ir = PolicyIR()
+            ir.ipSets[set.id] = set
+            ir.policies[id] = PolicyProgram(
+                id: id, tier: "default", order: 1,
+                ingress: [denyV4Nets, denyNotV4, allowSet, allowV4Only, allowPing6], egress: [])
+            let v6 = IPAddress("fd65::2")!
+            let program = EndpointProgram(
+                endpoint: RandomPolicies.endpoint, addresses: [Self.endpointAddress, v6],
+                ingress: [TierBinding(name: "default", order: 1, defaultAction: .deny, policies: [id])], egress: [],
+                profiles: [])
+            ir.endpoints[program.endpoint] = program
+            let evaluator = PolicyEvaluator(ir)
+            let tables6 = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir, family: .v6)
+            #expect(tables6.addresses.allSatisfy { $0.cidr.family == .v6 })
+            let cases: [(String, UInt8, UInt16, Verdict)] = [
+                ("fd00:1::5", 6, 80, .allow),  // in the set's IPv6 member; the IPv4 nets deny nothing here
+                ("fd00:2::5", 6, 80, .deny),  // not in the set
+                ("fd00:2::5", 6, 8080, .deny),  // the ipVersion 4 rule is dead for IPv6
+                ("fd00:1::5", 17, 53, .deny),  // notNets only of IPv4: holds, denies
+                ("2001:db8::1", 58, 128 << 8, .allow),  // ICMPv6 echo request
+                ("2001:db8::1", 58, 129 << 8, .deny),
+            ]
+            for (peer, proto, port, verdict) in cases {
+                let address = IPAddress(peer)!
+                let packet = Packet(
+                    from: .address(address), to: .endpoint(program.endpoint), protocol: .number(Int(proto)),
+                    sourcePort: proto == 58 ? nil : 40000, destinationPort: proto == 58 ? nil : port,
+                    icmpType: proto == 58 ? Int(port >> 8) : nil, icmpCode: proto == 58 ? 0 : nil)
+                #expect(evaluator.evaluate(packet).verdict == verdict, "evaluator \(peer) \(proto) \(port)")
+                #expect(
+                    (tables6.verdict(protocol: proto, port: port, sourcePort: 40000, peer: address).action == .allow)
+                        == (verdict == .allow), "tables \(peer) \(proto) \(port)")
+            }
+            // IPv4: the ipVersion 6 rule is dead, the IPv4 ones live.
+            let tables4 = try PolicyTableCompiler.compile(program, direction: .ingress, in: ir, family: .v4)
+            #expect(tables4.addresses.allSatisfy { $0.cidr.family == .v4 })
+            #expect(
+                tables4.verdict(protocol: 6, port: 8080, sourcePort: 40000, peer: IPAddress("192.0.2.1")!).action
+                    == .allow)
+            #expect(
+                tables4.verdict(protocol: 1, port: 8 << 8, sourcePort: 0, peer: IPAddress("192.0.2.1")!).action
+                    == .deny)
+        }
+
         @Test func tiersPassAndProfilesDecideInOrder() throws {
             var ir = PolicyIR()
             var deny81 = CompiledRule(action: .deny)
@@ -215,7 +315,10 @@
         static let endpoint = EndpointKey(namespace: "x", name: "a")
         var state: UInt64
 
-        init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
+        init(seed: UInt64, dualStack: Bool = false) {
+            state = seed &* 0x9e37_79b9_7f4a_7c15 | 1
+            self.dualStack = dualStack
+        }
 
         mutating func next(_ bound: Int) -> Int {
             // SplitMix64
@@ -234,7 +337,18 @@
         .map { CIDR($0)! }
         static let localCIDRs = ["10.65.0.0/16", "10.66.0.0/16", "10.65.0.2/32"].map { CIDR($0)! }
         static let peers = ["10.1.2.3", "10.1.2.4", "10.1.2.200", "10.1.3.1", "10.2.0.1", "192.168.1.1", "8.8.8.8"]
-            .map { IPv4Address($0)! }
+            .map { IPAddress($0)! }
+        /// Dual stack: added to the pools above.
+        static let cidrs6 = ["fd00::/8", "fd00:1::/32", "fd00:1::3/128", "::/0", "fd00:1::80/121", "fd00:1:2::/48"]
+            .map { CIDR($0)! }
+        static let localCIDRs6 = ["fd65::/64", "fd66::/64", "fd65::2/128"].map { CIDR($0)! }
+        static let peers6 = ["fd00:1::3", "fd00:1::4", "fd00:1::c8", "fd00:1:2::1", "fd01::1", "2001:db8::1"]
+            .map { IPAddress($0)! }
+        static let endpointAddress6 = IPAddress("fd65::2")!
+        var dualStack = false
+        var cidrPool: [CIDR] { dualStack ? Self.cidrs + Self.cidrs6 : Self.cidrs }
+        var localPool: [CIDR] { dualStack ? Self.localCIDRs + Self.localCIDRs6 : Self.localCIDRs }
+        var icmpProtocols: [Int] { dualStack ? [1, 58] : [1] }
         static let ports: [UInt16] = [53, 79, 80, 81, 443, 1000, 1500, 2000, 2001, 8080]
         static let ranges = [(80, 80), (81, 81), (1000, 2000), (53, 80), (443, 443), (8080, 8080)]
             .map { PortRange(UInt16($0.0), UInt16($0.1)) }
@@ -247,7 +361,7 @@
             for index in 0..<3 {
                 var set = IPSet(
                     definition: IPSetDefinition(selector: try! Selector.parse("all()")),
-                    members: Set((0..<(1 + next(3))).map { _ in IPSetMember.net(pick(Self.cidrs)) }))
+                    members: Set((0..<(1 + next(3))).map { _ in IPSetMember.net(pick(cidrPool)) }))
                 set.id = IPSetID(rawValue: "s:\(index)")
                 ir.ipSets[set.id] = set
             }
@@ -258,6 +372,12 @@
                     .addressPort(PolicyTableCompilerTests.endpointAddress, protocolNumber: 17, port: 53),
                     .addressPort(IPAddress("10.65.0.9")!, protocolNumber: 6, port: 81),
                 ])
+            if dualStack {
+                named.members.formUnion([
+                    .addressPort(Self.endpointAddress6, protocolNumber: 6, port: 8080),
+                    .addressPort(Self.endpointAddress6, protocolNumber: 6, port: 1500),
+                ])
+            }
             named.id = IPSetID(rawValue: "p:0")
             ir.ipSets[named.id] = named
             // Named ports of destinations (egress): peers with ports, one address with two.
@@ -270,6 +390,13 @@
                     .addressPort(IPAddress("8.8.8.8")!, protocolNumber: 17, port: 53),
                     .addressPort(IPAddress("192.168.1.1")!, protocolNumber: 6, port: 81),
                 ])
+            if dualStack {
+                peerNamed.members.formUnion([
+                    .addressPort(IPAddress("fd00:1::3")!, protocolNumber: 6, port: 80),
+                    .addressPort(IPAddress("fd00:1::4")!, protocolNumber: 6, port: 1500),
+                    .addressPort(IPAddress("2001:db8::1")!, protocolNumber: 17, port: 53),
+                ])
+            }
             peerNamed.id = IPSetID(rawValue: "p:1")
             ir.ipSets[peerNamed.id] = peerNamed
             var tiers: [Direction: [TierBinding]] = [.ingress: [], .egress: []]
@@ -294,8 +421,12 @@
             ir.profiles["prof"] = ProfileProgram(
                 name: "prof", ingress: (0..<next(3)).map { _ in rule(.ingress) },
                 egress: (0..<next(3)).map { _ in rule(.egress) })
+            var addresses = [PolicyTableCompilerTests.endpointAddress]
+            if dualStack {
+                addresses = next(2) == 0 ? addresses + [Self.endpointAddress6] : [Self.endpointAddress6] + addresses
+            }
             ir.endpoints[Self.endpoint] = EndpointProgram(
-                endpoint: Self.endpoint, addresses: [PolicyTableCompilerTests.endpointAddress],
+                endpoint: Self.endpoint, addresses: addresses,
                 ingress: tiers[.ingress]!, egress: tiers[.egress]!,
                 profiles: next(4) == 0 ? ["missing", "prof"] : ["prof"])
             return ir
@@ -307,13 +438,14 @@
             case 0: rule.protocolNumber = 6
             case 1: rule.protocolNumber = 17
             case 2:
-                rule.protocolNumber = 1
+                rule.protocolNumber = pick(icmpProtocols)
                 if next(2) == 0 {
-                    rule.icmp = ICMPMatch(type: pick([0, 3, 8]), code: next(2) == 0 ? nil : pick([0, 1]))
+                    rule.icmp = ICMPMatch(type: pick([0, 3, 8, 128, 129]), code: next(2) == 0 ? nil : pick([0, 1]))
                 }
-            case 3: rule.notProtocolNumber = pick([6, 17, 1])
+            case 3: rule.notProtocolNumber = pick([6, 17] + icmpProtocols)
             default: break
             }
+            if dualStack && next(5) == 0 { rule.ipVersion = pick([4, 6]) }
             if rule.protocolNumber == 6 || rule.protocolNumber == 17 {
                 if next(2) == 0 { rule.destination.ports = (0..<(1 + next(2))).map { _ in pick(Self.ranges) } }
                 if next(4) == 0 { rule.destination.notPorts = [pick(Self.ranges)] }
@@ -323,15 +455,17 @@
                     rule.destination.notNamedPortSets = [IPSetID(rawValue: "p:1")]
                 }
             }
-            if rule.protocolNumber == 1 && rule.icmp == nil && next(4) == 0 { rule.notICMP = ICMPMatch(type: 8) }
+            if (rule.protocolNumber == 1 || rule.protocolNumber == 58) && rule.icmp == nil && next(4) == 0 {
+                rule.notICMP = ICMPMatch(type: pick([8, 128]))
+            }
             var peer = CompiledEntityMatch()
-            if next(2) == 0 { peer.nets = (0..<(1 + next(2))).map { _ in pick(Self.cidrs) } }
-            if next(4) == 0 { peer.notNets = [pick(Self.cidrs)] }
+            if next(2) == 0 { peer.nets = (0..<(1 + next(2))).map { _ in pick(cidrPool) } }
+            if next(4) == 0 { peer.notNets = [pick(cidrPool)] }
             if next(3) == 0 { peer.ipSets = [IPSetID(rawValue: "s:\(next(3))")] }
             if next(5) == 0 { peer.notIPSets = [IPSetID(rawValue: "s:\(next(3))")] }
             var local = CompiledEntityMatch()
-            if next(5) == 0 { local.nets = [pick(Self.localCIDRs)] }
-            if next(8) == 0 { local.notNets = [pick(Self.localCIDRs)] }
+            if next(5) == 0 { local.nets = [pick(localPool)] }
+            if next(8) == 0 { local.notNets = [pick(localPool)] }
             if direction == .ingress {
                 rule.source = peer
                 rule.destination.nets = local.nets
@@ -357,7 +491,7 @@
         }
 
         struct Probe: CustomStringConvertible {
-            var peer: IPv4Address
+            var peer: IPAddress
             var protocolNumber: UInt8
             var port: UInt16
             var sourcePort: UInt16
@@ -368,20 +502,21 @@
             var policyPort: UInt16 {
                 switch protocolNumber {
                 case 6, 17: return port
-                case 1: return UInt16(icmpType) << 8 | UInt16(icmpCode)
+                case 1, 58: return UInt16(icmpType) << 8 | UInt16(icmpCode)
                 default: return 0
                 }
             }
 
             func packet(_ direction: Direction) -> Packet {
-                let peer = PacketPeer.address(.v4(self.peer))
+                let peer = PacketPeer.address(self.peer)
                 let endpoint = PacketPeer.endpoint(RandomPolicies.endpoint)
                 let ports = protocolNumber == 6 || protocolNumber == 17
+                let icmp = protocolNumber == 1 || protocolNumber == 58
                 return Packet(
                     from: direction == .ingress ? peer : endpoint, to: direction == .ingress ? endpoint : peer,
                     protocol: .number(Int(protocolNumber)), sourcePort: ports ? sourcePort : nil,
-                    destinationPort: ports ? port : nil, icmpType: protocolNumber == 1 ? icmpType : nil,
-                    icmpCode: protocolNumber == 1 ? icmpCode : nil)
+                    destinationPort: ports ? port : nil, icmpType: icmp ? icmpType : nil,
+                    icmpCode: icmp ? icmpCode : nil)
             }
 
             var description: String {
@@ -389,10 +524,14 @@
             }
         }
 
+        /// A packet as the tc program sees it: ICMP is protocol 1 in IPv4 and 58 in IPv6.
         mutating func probe() -> Probe {
-            Probe(
-                peer: pick(Self.peers), protocolNumber: pick([6, 6, 17, 17, 1, 47]), port: pick(Self.ports),
-                sourcePort: pick(Self.sourcePorts), icmpType: pick([0, 3, 8]), icmpCode: pick([0, 1]))
+            let peer = dualStack && next(2) == 0 ? pick(Self.peers6) : pick(Self.peers)
+            let icmp: UInt8 = peer.family == .v4 ? 1 : 58
+            return Probe(
+                peer: peer, protocolNumber: pick([6, 6, 17, 17, icmp, 47]), port: pick(Self.ports),
+                sourcePort: pick(Self.sourcePorts),
+                icmpType: peer.family == .v4 ? pick([0, 3, 8]) : pick([128, 129, 1]), icmpCode: pick([0, 1]))
         }
     }
 #endif

@@ -87,19 +87,23 @@
 
         @Test func addressKeyLayout() throws {
             #expect(
-                try TCProgram.addressKey(program: 9, cidr: CIDR("10.1.2.0/24")!) == [
+                TCProgram.addressKey(program: 9, cidr: CIDR("10.1.2.0/24")!) == [
                     56, 0, 0, 0, 0, 0, 0, 9, 10, 1, 2, 0,
                 ])
             #expect(
-                try TCProgram.addressKey(program: 9, cidr: CIDR("0.0.0.0/0")!) == [32, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0])
-            #expect(throws: TCProgram.Error.ipv6NotSupported("fd00::/64")) {
-                try TCProgram.addressKey(program: 9, cidr: CIDR("fd00::/64")!)
-            }
+                TCProgram.addressKey(program: 9, cidr: CIDR("0.0.0.0/0")!) == [32, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0])
+            // struct tabby_addr6_key: prefixlen 32 + 64, program, sixteen address bytes.
+            #expect(
+                TCProgram.addressKey(program: 9, cidr: CIDR("fd00:1::/64")!) == [
+                    96, 0, 0, 0, 0, 0, 0, 9, 0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ])
         }
 
         @Test func endpointAndTimeoutLayout() {
-            let endpoint = TCProgram.Endpoint(ingressProgram: 3, egressProgram: 0x0100, isHost: true)
-            #expect(endpoint.bytes == [3, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0])
+            let endpoint = TCProgram.Endpoint(
+                ingressProgram: 3, egressProgram: 0x0100, isHost: true, ingress6Program: 4, egress6Program: 0x0200)
+            // struct tabby_endpoint: ingress, egress, flags, ingress6, egress6 (host order).
+            #expect(endpoint.bytes == [3, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 0, 2, 0, 0])
             let timeouts = TCProgram.Timeouts(udp: .milliseconds(50))
             #expect(timeouts.bytes.count == 7 * 8)
             // udp is the fifth u64: 50 ms = 50,000,000 ns = 0x02FAF080

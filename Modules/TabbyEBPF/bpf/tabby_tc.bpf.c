@@ -4,7 +4,8 @@
 // interface (tabby_tc_ingress on the tc ingress hook, tabby_tc_egress on the tc egress hook).
 //
 // Per packet: endpoint lookup by ifindex (unknown interface: drop, fail closed) -> parse IPv4 and
-// TCP/UDP/ICMP -> host endpoints only: traffic not to or from the host passes (forwarded) ->
+// TCP/UDP/ICMP (IPv6: handle6, the same steps with IPv6's own conntrack map and address trie)
+// -> host endpoints only: traffic not to or from the host passes (forwarded) ->
 // conntrack (a live entry skips policy) -> failsafe ports (host endpoints only) -> policy verdict
 // from maps -> on allow, create the conntrack entry.
 //
@@ -36,6 +37,19 @@
 #define TC_ACT_SHOT 2
 #define ETH_P_IP 0x0800
 #define ETH_P_ARP 0x0806
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_ICMPV6 58
+// IPv6 extension headers the parser walks (at most IPV6_MAX_EXTENSIONS of them).
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_DEST 60
+#define IPV6_MAX_EXTENSIONS 4
+#define IPV6_FRAGMENT_OFFSET 0xfff8 // of the fragment header's offset field (network order: bpf_htons)
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
+#define ICMPV6_ROUTER_SOLICIT 133 // 133-137: neighbour discovery (router and neighbour solicitation and
+#define ICMPV6_REDIRECT 137       // advertisement, redirect), passed like ARP
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
@@ -75,8 +89,8 @@ enum {
     CNT_POLICY_DENY = 2,    // new flow denied by policy (or by a program's default)
     CNT_UNKNOWN_IF = 3,     // no endpoint for this ifindex: dropped (fail closed)
     CNT_FAILSAFE = 4,       // allowed by a failsafe port
-    CNT_NON_IP = 5,         // ARP, passed
-    CNT_UNSUPPORTED = 6,    // IPv6, other ethertypes, non-first fragments: dropped
+    CNT_NON_IP = 5,         // ARP and IPv6 neighbour discovery, passed
+    CNT_UNSUPPORTED = 6,    // other ethertypes, non-first fragments, IPv6 on host endpoints: dropped
     CNT_MALFORMED = 7,      // truncated headers: dropped
     CNT_NO_PROGRAM = 8,     // the endpoint's policy program has no tables: dropped
     CNT_CT_RELATED = 9,     // an ICMP error about a live flow (unreachable, too big, time exceeded)
@@ -86,9 +100,11 @@ enum {
 };
 
 struct tabby_endpoint {
-    __u32 ingress_program; // policy program for traffic to the endpoint
-    __u32 egress_program;  // policy program for traffic from the endpoint
-    __u32 flags;           // TABBY_EP_*
+    __u32 ingress_program;  // policy program for IPv4 traffic to the endpoint
+    __u32 egress_program;   // policy program for IPv4 traffic from the endpoint
+    __u32 flags;            // TABBY_EP_*
+    __u32 ingress6_program; // the same for IPv6: its own tables (tabby_addrs6 for addresses)
+    __u32 egress6_program;
 };
 
 // LPM keys: prefixlen (host order) counts the bits of the fields after it, most significant first.
@@ -103,6 +119,14 @@ struct tabby_addr_key {
     __u32 prefixlen; // 32 + CIDR length
     __u32 program;   // big endian
     __u32 addr;      // network order
+};
+
+// IPv6 peers: their own trie, so the IPv4 key stays 12 bytes. Ports, source ports and verdicts are
+// shared: an endpoint's IPv6 tables are compiled under program ids of their own.
+struct tabby_addr6_key {
+    __u32 prefixlen; // 32 + CIDR length
+    __u32 program;   // big endian
+    struct in6_addr addr;
 };
 
 struct tabby_verdict_key {
@@ -146,6 +170,17 @@ struct tabby_ct_key {
     __u32 addr_a; // network order
     __u32 addr_b;
     __u16 port_a; // network order; ICMP echo: the identifier on both sides
+    __u16 port_b;
+    __u8 protocol;
+    __u8 pad[3];
+};
+
+// IPv6 flows: the same value and state machine, addresses ordered as 128-bit big-endian numbers.
+struct tabby_ct6_key {
+    __u32 ifindex;
+    struct in6_addr addr_a;
+    struct in6_addr addr_b;
+    __u16 port_a; // network order; ICMPv6 echo: the identifier on both sides
     __u16 port_b;
     __u8 protocol;
     __u8 pad[3];
@@ -199,6 +234,15 @@ struct {
 } tabby_addrs SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, 1048576);
+    __type(key, struct tabby_addr6_key);
+    __type(value, __u32);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_addrs6 SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 1048576);
     __type(key, struct tabby_verdict_key);
@@ -234,6 +278,14 @@ struct {
 } tabby_ct SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 131072);
+    __type(key, struct tabby_ct6_key);
+    __type(value, struct tabby_ct_value);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} tabby_ct6 SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
@@ -256,6 +308,12 @@ struct packet {
     __u8 protocol;
     __u8 tcp_flags;     // TCP_FLAG_* below
     __u8 icmp_echo;     // 1 for echo request/reply (tracked), 0 for other ICMP
+};
+
+// An IPv6 packet's addresses (its ports and protocol are in a struct packet, whose IPv4 addresses
+// stay zero).
+struct addresses6 {
+    struct in6_addr saddr, daddr;
 };
 
 #define F_FIN 1
@@ -333,10 +391,39 @@ static __always_inline int is_tcp_syn(const struct packet *p)
     return p->protocol == IPPROTO_TCP && (p->tcp_flags & (F_SYN | F_ACK)) == F_SYN;
 }
 
-// Returns 1 when a live entry lets the packet through (and refreshes it).
-static __always_inline int ct_pass(struct tabby_ct_key *key, int source_is_b, const struct packet *p, __u64 now)
+// Fills the IPv6 conntrack key; returns 1 when the packet's source is side b.
+static __always_inline int ct6_key(struct tabby_ct6_key *key, __u32 ifindex, const struct packet *p,
+                                   const struct addresses6 *a)
 {
-    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct, key);
+    int order = 0; // -1: source below destination, 1: above, compared as 128-bit big-endian numbers
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __u32 s = bpf_ntohl(a->saddr.in6_u.u6_addr32[i]), d = bpf_ntohl(a->daddr.in6_u.u6_addr32[i]);
+        if (order == 0)
+            order = s < d ? -1 : s > d ? 1 : 0;
+    }
+    int source_is_b = order > 0 || (order == 0 && bpf_ntohs(p->sport) > bpf_ntohs(p->dport));
+    key->ifindex = ifindex;
+    key->protocol = p->protocol;
+    if (source_is_b) {
+        key->addr_a = a->daddr;
+        key->port_a = p->dport;
+        key->addr_b = a->saddr;
+        key->port_b = p->sport;
+    } else {
+        key->addr_a = a->saddr;
+        key->port_a = p->sport;
+        key->addr_b = a->daddr;
+        key->port_b = p->dport;
+    }
+    return source_is_b;
+}
+
+// Returns 1 when a live entry lets the packet through (and refreshes it). `map` is tabby_ct or
+// tabby_ct6 and `key` its key: the value and the state machine are the same for both families.
+static __always_inline int ct_pass(void *map, void *key, int source_is_b, const struct packet *p, __u64 now)
+{
+    struct tabby_ct_value *v = bpf_map_lookup_elem(map, key);
     if (!v)
         return 0;
     if (now - v->last_seen > ct_timeout(v->state))
@@ -358,7 +445,7 @@ static __always_inline int ct_pass(struct tabby_ct_key *key, int source_is_b, co
     return 1;
 }
 
-static __always_inline void ct_create(struct tabby_ct_key *key, int source_is_b, const struct packet *p, __u64 now)
+static __always_inline void ct_create(void *map, void *key, int source_is_b, const struct packet *p, __u64 now)
 {
     struct tabby_ct_value v = {.last_seen = now, .opener_is_b = source_is_b};
     switch (p->protocol) {
@@ -378,10 +465,10 @@ static __always_inline void ct_create(struct tabby_ct_key *key, int source_is_b,
     case IPPROTO_ICMP:
         v.state = CT_ICMP;
         break;
-    default:
-        v.state = CT_OTHER;
+    default: // ICMPv6 echo is the only other ICMP tracked
+        v.state = p->icmp_echo ? CT_ICMP : CT_OTHER;
     }
-    bpf_map_update_elem(&tabby_ct, key, &v, BPF_ANY);
+    bpf_map_update_elem(map, key, &v, BPF_ANY);
 }
 
 // Refines a port class marked TABBY_CLASS_BY_SPORT by the packet's source port; returns 0 when the
@@ -405,7 +492,9 @@ static __always_inline int refine_by_sport(__u32 program, const struct packet *p
 
 // The policy verdict for a new flow: three lookups whatever the number of rules (four where the
 // destination port's class depends on the source port).
-static __always_inline int policy_allows(__u32 program, const struct packet *p, __u32 peer, __u32 *counter)
+// `addrs` is tabby_addrs or tabby_addrs6, `addr_key` its key for (program, peer address).
+static __always_inline int policy_allows(__u32 program, const struct packet *p, void *addrs, const void *addr_key,
+                                         __u32 *counter)
 {
     struct tabby_port_key pk = {
         .prefixlen = 64,
@@ -414,8 +503,7 @@ static __always_inline int policy_allows(__u32 program, const struct packet *p, 
         .port = bpf_htons(p->policy_port),
     };
     __u32 *port_entry = bpf_map_lookup_elem(&tabby_ports, &pk);
-    struct tabby_addr_key ak = {.prefixlen = 64, .program = bpf_htonl(program), .addr = peer};
-    __u32 *addr_class = bpf_map_lookup_elem(&tabby_addrs, &ak);
+    __u32 *addr_class = bpf_map_lookup_elem(addrs, addr_key);
     if (!port_entry || !addr_class) {
         *counter = CNT_NO_PROGRAM;
         return 0;
@@ -444,6 +532,31 @@ static __always_inline int policy_allows(__u32 program, const struct packet *p, 
     return 0;
 }
 
+// TCP's and UDP's ports (and TCP's flags), the same for both families; -1 when truncated.
+static __always_inline int parse_ports(struct packet *p, void *l4, void *end)
+{
+    if (p->protocol == IPPROTO_TCP) {
+        struct tcphdr *tcp = l4;
+        if ((void *)(tcp + 1) > end)
+            return -1;
+        p->sport = tcp->source;
+        p->dport = tcp->dest;
+        p->policy_port = bpf_ntohs(tcp->dest);
+        // Byte 13 of the header holds the flags: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 (F_* above).
+        p->tcp_flags = *((__u8 *)tcp + 13) & (F_FIN | F_SYN | F_RST | F_ACK);
+        return 0;
+    }
+    struct udphdr *udp = l4;
+    if ((void *)(udp + 1) > end)
+        return -1;
+    p->sport = udp->source;
+    p->dport = udp->dest;
+    p->policy_port = bpf_ntohs(udp->dest);
+    return 0;
+}
+
+// Returns 0 for a packet to police, 1 for one to pass (ARP), 2 for IPv6 (handle6 parses it), -1 to
+// drop (with the reason in *counter).
 static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 *counter)
 {
     void *data = (void *)(long)skb->data;
@@ -458,6 +571,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
         return 1;
     }
     if (eth->h_proto != bpf_htons(ETH_P_IP)) {
+        if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+            return 2; // handle6
         *counter = CNT_UNSUPPORTED;
         return -1;
     }
@@ -481,30 +596,13 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
     p->protocol = ip->protocol;
     void *l4 = (void *)ip + header_words * 4;
     switch (ip->protocol) {
-    case IPPROTO_TCP: {
-        struct tcphdr *tcp = l4;
-        if ((void *)(tcp + 1) > end) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        if (parse_ports(p, l4, end) < 0) {
             *counter = CNT_MALFORMED;
             return -1;
         }
-        p->sport = tcp->source;
-        p->dport = tcp->dest;
-        p->policy_port = bpf_ntohs(tcp->dest);
-        // Byte 13 of the header holds the flags: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10 (F_* above).
-        p->tcp_flags = *((__u8 *)tcp + 13) & (F_FIN | F_SYN | F_RST | F_ACK);
         break;
-    }
-    case IPPROTO_UDP: {
-        struct udphdr *udp = l4;
-        if ((void *)(udp + 1) > end) {
-            *counter = CNT_MALFORMED;
-            return -1;
-        }
-        p->sport = udp->source;
-        p->dport = udp->dest;
-        p->policy_port = bpf_ntohs(udp->dest);
-        break;
-    }
     case IPPROTO_ICMP: {
         struct icmphdr *icmp = l4;
         if ((void *)(icmp + 1) > end) {
@@ -651,6 +749,181 @@ static __always_inline int overlay_peer(int direction, const struct packet *p)
 
 // ---- end of host endpoints ----
 
+// ---- IPv6 (workload endpoints) ----
+//
+// The same steps as IPv4 with IPv6's own conntrack map (tabby_ct6) and address trie (tabby_addrs6),
+// under the endpoint's IPv6 policy programs; ports, source ports and verdicts share the IPv4 maps.
+
+// Parses the IPv6 header, up to IPV6_MAX_EXTENSIONS extension headers (hop-by-hop, routing,
+// destination options, fragment) and TCP/UDP/ICMPv6. Returns 0 to police, 1 to pass (neighbour
+// discovery), -1 to drop (non-first fragments, more extension headers than that, truncated headers).
+// *l4_offset: where the transport header starts (from skb->data), for icmp6_error_related.
+static __always_inline int parse6(struct __sk_buff *skb, struct packet *p, struct addresses6 *a, __u32 *l4_offset,
+                                  __u32 *counter)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+    if ((void *)(ip6 + 1) > end) {
+        *counter = CNT_MALFORMED;
+        return -1;
+    }
+    a->saddr = ip6->saddr;
+    a->daddr = ip6->daddr;
+    __u8 next = ip6->nexthdr;
+    __u8 *cursor = (void *)(ip6 + 1);
+#pragma unroll
+    for (int i = 0; i < IPV6_MAX_EXTENSIONS; i++) {
+        if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST && next != NEXTHDR_FRAGMENT)
+            break;
+        if (cursor + 8 > (__u8 *)end) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        if (next == NEXTHDR_FRAGMENT) {
+            // Non-first fragments carry no ports to police or track (as for IPv4).
+            if (*(__u16 *)(cursor + 2) & bpf_htons(IPV6_FRAGMENT_OFFSET)) {
+                *counter = CNT_UNSUPPORTED;
+                return -1;
+            }
+            next = cursor[0];
+            cursor += 8;
+        } else {
+            next = cursor[0];
+            cursor += ((__u32)cursor[1] + 1) * 8;
+        }
+    }
+    if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST || next == NEXTHDR_FRAGMENT) {
+        *counter = CNT_UNSUPPORTED; // more extension headers than the program walks
+        return -1;
+    }
+    p->protocol = next;
+    *l4_offset = (void *)cursor - data;
+    switch (next) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        if (parse_ports(p, cursor, end) < 0) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        break;
+    case IPPROTO_ICMPV6: {
+        // type, code, checksum, then (echo) identifier and sequence.
+        if (cursor + 8 > (__u8 *)end) {
+            *counter = CNT_MALFORMED;
+            return -1;
+        }
+        __u8 type = cursor[0];
+        if (type >= ICMPV6_ROUTER_SOLICIT && type <= ICMPV6_REDIRECT) {
+            *counter = CNT_NON_IP; // neighbour discovery: IPv6's ARP
+            return 1;
+        }
+        p->policy_port = ((__u16)type << 8) | cursor[1];
+        if (type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY) {
+            p->icmp_echo = 1;
+            p->sport = *(__u16 *)(cursor + 4);
+            p->dport = p->sport;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4 // 1-4: destination unreachable, packet too big, time exceeded, parameter problem
+
+// An ICMPv6 error (types 1-4) quotes the IPv6 header and the start of the packet it is about (at
+// offset 8 of the ICMPv6 header). Returns 1 when that packet's flow has a live entry in tabby_ct6 on
+// this interface: the error is "related" and passes without policy, as icmp_error_related does for
+// IPv4 (path MTU discovery needs packet too big). Only a quoted packet without extension headers is
+// recognised; nothing is refreshed. A global function, verified once on its own: inlined, its paths
+// multiplied with handle6's past the verifier's budget.
+__attribute__((noinline)) int icmp6_error_related(struct __sk_buff *skb, __u32 l4_offset, __u32 ifindex, __u64 now)
+{
+    void *data = (void *)(long)skb->data;
+    void *end = (void *)(long)skb->data_end;
+    if (l4_offset > 2048) // beyond what parse6 can reach; a bound for the verifier
+        return 0;
+    __u8 *icmp = data + l4_offset;
+    if ((void *)(icmp + 8) > end)
+        return 0;
+    if (icmp[0] < ICMPV6_DEST_UNREACH || icmp[0] > ICMPV6_PARAMPROB)
+        return 0;
+    struct ipv6hdr *inner = (void *)(icmp + 8);
+    if ((void *)(inner + 1) > end)
+        return 0;
+    __u8 *ports = (void *)(inner + 1);
+    if ((void *)(ports + 8) > end)
+        return 0;
+    struct packet flow = {.protocol = inner->nexthdr};
+    struct addresses6 a = {.saddr = inner->saddr, .daddr = inner->daddr};
+    switch (inner->nexthdr) {
+    case IPPROTO_TCP:
+    case IPPROTO_UDP:
+        flow.sport = *(__u16 *)ports;
+        flow.dport = *(__u16 *)(ports + 2);
+        break;
+    case IPPROTO_ICMPV6: // an echo: tracked by its identifier (bytes 4-5 of the ICMPv6 header)
+        if (ports[0] != ICMPV6_ECHO_REQUEST && ports[0] != ICMPV6_ECHO_REPLY)
+            return 0;
+        flow.sport = *(__u16 *)(ports + 4);
+        flow.dport = flow.sport;
+        break;
+    default:
+        return 0;
+    }
+    struct tabby_ct6_key key = {};
+    ct6_key(&key, ifindex, &flow, &a);
+    struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct6, &key);
+    return v && now - v->last_seen <= ct_timeout(v->state);
+}
+
+static __always_inline int handle6(struct __sk_buff *skb, int hook, const struct tabby_endpoint *ep, __u32 ifindex)
+{
+    // Host endpoints know the host's IPv4 addresses only (tabby_host_addrs): IPv6 on a host
+    // interface drops, as before IPv6 came to workloads.
+    if (ep->flags & TABBY_EP_HOST)
+        return verdict(TC_ACT_SHOT, CNT_UNSUPPORTED);
+    struct packet p = {};
+    struct addresses6 a = {};
+    __u32 counter = 0, l4_offset = 0;
+    int parsed = parse6(skb, &p, &a, &l4_offset, &counter);
+    if (parsed < 0)
+        return verdict(TC_ACT_SHOT, counter);
+    if (parsed > 0)
+        return verdict(TC_ACT_OK, counter);
+    // A workload's veth: tc ingress carries its egress (see handle).
+    int direction = hook == HOOK_TC_INGRESS ? POLICY_EGRESS : POLICY_INGRESS;
+    if (hook == HOOK_TC_INGRESS)
+        skb->mark = skb->mark | TABBY_MARK_FROM_WORKLOAD;
+    int tracked = p.protocol != IPPROTO_ICMPV6 || p.icmp_echo;
+    __u64 now = bpf_ktime_get_ns();
+
+    struct tabby_ct6_key key = {};
+    int source_is_b = ct6_key(&key, ifindex, &p, &a);
+    if (tracked && ct_pass(&tabby_ct6, &key, source_is_b, &p, now))
+        return verdict(TC_ACT_OK, CNT_CT_HIT);
+    if (!tracked && icmp6_error_related(skb, l4_offset, ifindex, now))
+        return verdict(TC_ACT_OK, CNT_CT_RELATED);
+
+    __u32 program = direction == POLICY_INGRESS ? ep->ingress6_program : ep->egress6_program;
+    struct tabby_addr6_key ak = {
+        .prefixlen = 160,
+        .program = bpf_htonl(program),
+        .addr = direction == POLICY_INGRESS ? a.saddr : a.daddr,
+    };
+    if (!policy_allows(program, &p, &tabby_addrs6, &ak, &counter))
+        return verdict(TC_ACT_SHOT, counter);
+    if (tracked)
+        ct_create(&tabby_ct6, &key, source_is_b, &p, now);
+    return verdict(TC_ACT_OK, counter);
+}
+
+// ---- end of IPv6 ----
+
 static __always_inline int handle(struct __sk_buff *skb, int hook)
 {
     __u32 ifindex = skb->ifindex;
@@ -661,6 +934,8 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
     struct packet p = {};
     __u32 counter = 0;
     int parsed = parse(skb, &p, &counter);
+    if (parsed == 2)
+        return handle6(skb, hook, ep, ifindex);
     if (parsed < 0)
         return verdict(TC_ACT_SHOT, counter);
     if (parsed > 0)
@@ -682,35 +957,36 @@ static __always_inline int handle(struct __sk_buff *skb, int hook)
 
     struct tabby_ct_key key = {};
     int source_is_b = ct_key(&key, ifindex, &p);
-    if (tracked && ct_pass(&key, source_is_b, &p, now))
+    if (tracked && ct_pass(&tabby_ct, &key, source_is_b, &p, now))
         return verdict(TC_ACT_OK, CNT_CT_HIT);
     if (masqueraded) {
         if (tracked)
-            ct_create(&key, source_is_b, &p, now);
+            ct_create(&tabby_ct, &key, source_is_b, &p, now);
         return verdict(TC_ACT_OK, CNT_HOST_FORWARDED);
     }
     if (!tracked && icmp_error_related(skb, ifindex, now))
         return verdict(TC_ACT_OK, CNT_CT_RELATED);
 
     if (host && overlay_peer(direction, &p)) {
-        ct_create(&key, source_is_b, &p, now);
+        ct_create(&tabby_ct, &key, source_is_b, &p, now);
         return verdict(TC_ACT_OK, CNT_OVERLAY_PEER);
     }
 
     if (host && (p.protocol == IPPROTO_TCP || p.protocol == IPPROTO_UDP)) {
         struct tabby_failsafe_key fk = {.direction = direction, .protocol = p.protocol, .port = p.policy_port};
         if (bpf_map_lookup_elem(&tabby_failsafe, &fk)) {
-            ct_create(&key, source_is_b, &p, now);
+            ct_create(&tabby_ct, &key, source_is_b, &p, now);
             return verdict(TC_ACT_OK, CNT_FAILSAFE);
         }
     }
 
     __u32 program = direction == POLICY_INGRESS ? ep->ingress_program : ep->egress_program;
     __u32 peer = direction == POLICY_INGRESS ? p.saddr : p.daddr;
-    if (!policy_allows(program, &p, peer, &counter))
+    struct tabby_addr_key ak = {.prefixlen = 64, .program = bpf_htonl(program), .addr = peer};
+    if (!policy_allows(program, &p, &tabby_addrs, &ak, &counter))
         return verdict(TC_ACT_SHOT, counter);
     if (tracked)
-        ct_create(&key, source_is_b, &p, now);
+        ct_create(&tabby_ct, &key, source_is_b, &p, now);
     return verdict(TC_ACT_OK, counter);
 }
 
