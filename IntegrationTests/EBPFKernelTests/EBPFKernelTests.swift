@@ -356,6 +356,33 @@
             #expect(counters[.policyAllow] == 2)  // one before the reload, one after: the counters map is pinned
         }
 
+        /// An upgrade from a Tabby whose endpoint entry was 12 bytes (before IPv6): libbpf refuses that
+        /// pinned map, so it alone is unpinned and made anew; conntrack and the other maps are reused.
+        @Test func anOlderLayoutsPinIsReplacedAndTheRestReused() throws {
+            let fixture = try EBPFFixture("upgrade")
+            defer { fixture.tearDown() }
+            var (tc, ifindex) = try loadWithPolicy(fixture)
+            #expect(
+                try fixture.test(tc.ingress, Packet.tcp(pod, 45000, "192.0.2.1", 443, .syn), ifindex: ifindex)
+                    == tcActionOK)
+            #expect(tc.replacedPins.isEmpty)
+            let endpoints = fixture.pinRoot + "/tabby_endpoints"
+            #expect(unlink(endpoints) == 0)
+            try run([
+                "bpftool", "map", "create", endpoints, "type", "hash", "key", "4", "value", "12", "entries", "16384",
+                "name", "tabby_endpoints",
+            ])
+            tc = try TCProgram(pinRoot: fixture.pinRoot)
+            #expect(tc.replacedPins == [endpoints])
+            #expect(try tc.endpointEntries().isEmpty, "a new, empty endpoints map")
+            #expect(try tc.conntrackEntries().count == 1, "conntrack was reused")
+            // Once the agent writes the entry again, the reply passes by the surviving flow.
+            try tc.setEndpoint(ifindex: ifindex, .init(ingressProgram: 1, egressProgram: 2))
+            #expect(
+                try fixture.test(tc.egress, Packet.tcp("192.0.2.1", 443, pod, 45000, [.syn, .ack]), ifindex: ifindex)
+                    == tcActionOK)
+        }
+
         /// Real packets: a "pod" namespace behind a veth whose host side is in the node namespace, the
         /// programs attached there through tc clsact, ping across it.
         @Test func attachedProgramsPoliceRealTraffic() throws {

@@ -1,3 +1,4 @@
+import Glibc
 import TabbyCore
 
 /// The tc program (`bpf/tabby_tc.bpf.c`) loaded once per node, with typed access to its maps.
@@ -26,9 +27,31 @@ public final class TCProgram: Sendable {
     let hostAddressMap: BPFMap
     let overlayPeerMap: BPFMap
 
-    /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`).
+    /// Pins an earlier Tabby left whose layout this program no longer has (libbpf refused to reuse
+    /// them): removed before the load went through, so their maps start empty. Empty for most loads.
+    public let replacedPins: [String]
+
+    /// Loads the embedded object; maps pinned under `pinRoot` are reused (see `BPFObject`). A
+    /// pinned map of another layout (a node upgraded from an older Tabby: the endpoint entry grew
+    /// with IPv6) is unpinned and made anew, that map alone: the others, conntrack included, are
+    /// still reused, so established flows survive the upgrade (`replacedPins` names what went).
     public init(pinRoot: String?) throws {
-        object = try BPFObject(elf: BPFObjectFiles.tabbyTc, name: "tabby_tc", pinRoot: pinRoot)
+        var replaced: [String] = []
+        while true {
+            do {
+                object = try BPFObject(elf: BPFObjectFiles.tabbyTc, name: "tabby_tc", pinRoot: pinRoot)
+                break
+            } catch BPF.Error.system(let code, let operation, let log) {
+                // libbpf: "couldn't reuse pinned map at '<path>': parameter mismatch".
+                let marker = "couldn't reuse pinned map at '"
+                guard let pinRoot, let line = log.last(where: { $0.contains(marker) }),
+                    let path = line.components(separatedBy: marker).last?.components(separatedBy: "'").first,
+                    path.hasPrefix(pinRoot + "/"), !replaced.contains(path), unlink(path) == 0
+                else { throw BPF.Error.system(errno: code, operation: operation, log: log) }
+                replaced.append(path)
+            }
+        }
+        replacedPins = replaced
         ingress = try object.program("tabby_tc_ingress")
         egress = try object.program("tabby_tc_egress")
         endpoints = try object.map("tabby_endpoints")

@@ -221,10 +221,19 @@ struct Tabbyd: AsyncParsableCommand {
         {
             logger.info("another dataplane's leftovers: \(line)")
         }
+        let made = try Dataplanes.make(
+            dataplane, node: nodeName, bpfPinRoot: bpfPinRoot, configuration: settings.dataplane)
+        #if EBPF
+            // An upgrade from an older Tabby: its maps of another layout were made anew.
+            if let ebpf = made as? EBPFDataplane, !ebpf.program.replacedPins.isEmpty {
+                logger.warning(
+                    "pinned maps of an older layout replaced (their entries are rewritten): \(ebpf.program.replacedPins.joined(separator: ", "))"
+                )
+            }
+        #endif
         let agent = try Agent(
             configuration: configuration,
-            dataplane: try Dataplanes.make(
-                dataplane, node: nodeName, bpfPinRoot: bpfPinRoot, configuration: settings.dataplane),
+            dataplane: made,
             metrics: metrics,
             logger: logger, settings: settings, store: store)
         var services: [any Service] = [AgentService(agent: agent)]
