@@ -148,7 +148,8 @@ struct PacketAndTimingTests {
     }
 
     private func waitForListeners(in namespace: TestNamespace, ports: [String]) throws {
-        for _ in 0..<100 {
+        // Up to 20 s: python3's start took over 5 s once on a machine busy with two builds.
+        for _ in 0..<400 {
             let listening = try namespace.exec(["ss", "-ltnH"]).output
             if ports.allSatisfy({ listening.contains("10.77.2.2\($0)") }) { return }
             usleep(50_000)
