@@ -623,6 +623,25 @@ static __always_inline int parse(struct __sk_buff *skb, struct packet *p, __u32 
     return 0;
 }
 
+// The ports of the packet an ICMP or ICMPv6 error quotes (its first 8 transport bytes at `ports`,
+// already bounds-checked) into `flow`, whose protocol is set: TCP and UDP ports, or an echo's
+// identifier on both sides (`icmp`: the family's ICMP protocol and its echo types). 0 for a
+// protocol without a tracked flow.
+static __always_inline int quoted_ports(const __u8 *ports, __u8 icmp, __u8 echo_request, __u8 echo_reply,
+                                        struct packet *flow)
+{
+    if (flow->protocol == IPPROTO_TCP || flow->protocol == IPPROTO_UDP) {
+        flow->sport = *(__u16 *)ports;
+        flow->dport = *(__u16 *)(ports + 2);
+        return 1;
+    }
+    if (flow->protocol != icmp || (ports[0] != echo_request && ports[0] != echo_reply))
+        return 0;
+    flow->sport = *(__u16 *)(ports + 4); // bytes 4-5 of the echo header: the identifier
+    flow->dport = flow->sport;
+    return 1;
+}
+
 // An ICMP error (destination unreachable, fragmentation needed, time exceeded, parameter problem)
 // carries the IPv4 header and first 8 bytes of the packet it is about. Returns 1 when that packet's
 // flow has a live conntrack entry on this interface: the error is "related" and passes without
@@ -650,21 +669,8 @@ static __always_inline int icmp_error_related(struct __sk_buff *skb, __u32 ifind
     if ((void *)(ports + 8) > end)
         return 0;
     struct packet flow = {.saddr = inner->saddr, .daddr = inner->daddr, .protocol = inner->protocol};
-    switch (inner->protocol) {
-    case IPPROTO_TCP:
-    case IPPROTO_UDP:
-        flow.sport = *(__u16 *)ports;
-        flow.dport = *(__u16 *)(ports + 2);
-        break;
-    case IPPROTO_ICMP: // an echo: tracked by its identifier (bytes 4-5 of the ICMP header)
-        if (ports[0] != ICMP_ECHO && ports[0] != ICMP_ECHOREPLY)
-            return 0;
-        flow.sport = *(__u16 *)(ports + 4);
-        flow.dport = flow.sport;
-        break;
-    default:
+    if (!quoted_ports(ports, IPPROTO_ICMP, ICMP_ECHO, ICMP_ECHOREPLY, &flow))
         return 0;
-    }
     struct tabby_ct_key key = {};
     ct_key(&key, ifindex, &flow);
     struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct, &key);
@@ -860,21 +866,8 @@ __attribute__((noinline)) int icmp6_error_related(struct __sk_buff *skb, __u32 l
         return 0;
     struct packet flow = {.protocol = inner->nexthdr};
     struct addresses6 a = {.saddr = inner->saddr, .daddr = inner->daddr};
-    switch (inner->nexthdr) {
-    case IPPROTO_TCP:
-    case IPPROTO_UDP:
-        flow.sport = *(__u16 *)ports;
-        flow.dport = *(__u16 *)(ports + 2);
-        break;
-    case IPPROTO_ICMPV6: // an echo: tracked by its identifier (bytes 4-5 of the ICMPv6 header)
-        if (ports[0] != ICMPV6_ECHO_REQUEST && ports[0] != ICMPV6_ECHO_REPLY)
-            return 0;
-        flow.sport = *(__u16 *)(ports + 4);
-        flow.dport = flow.sport;
-        break;
-    default:
+    if (!quoted_ports(ports, IPPROTO_ICMPV6, ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY, &flow))
         return 0;
-    }
     struct tabby_ct6_key key = {};
     ct6_key(&key, ifindex, &flow, &a);
     struct tabby_ct_value *v = bpf_map_lookup_elem(&tabby_ct6, &key);
